@@ -1,0 +1,198 @@
+"""Shared pieces of every datamodule: the batch contract, image I/O, paired transforms and the
+bad-sample policy.
+
+A sample is a dict: ``image`` (3,H,W) float [0,1]; ``target`` (3,H,W) when the split has ground truth;
+``mask`` (1,H,W) {0,1} (1 = text); ``name`` str; task keys (``boxes`` (N,4) xyxy float, ...).
+``collate`` stacks tensors and keeps per-sample lists for ``name``/``boxes``/``text``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+LIST_KEYS = ("name", "boxes", "text")  # kept as per-sample lists by ``collate``
+BAD_SAMPLE_POLICIES = ("raise", "skip")
+
+
+class BadSampleError(RuntimeError):
+    """A sample that cannot be used (unreadable, corrupt, inconsistent); the message names the file."""
+
+
+# --------------------------------------------------------------------------------------- image I/O
+def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """Read an image fully (so truncated files fail here) as uint8 HxWxC (RGB) or HxW (L)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image.convert(mode))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise BadSampleError(f"cannot read image {path}: {error}") from error
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """uint8 HxWxC / HxW -> float CxHxW in [0,1]."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255)
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` for the images in ``folder``; two files with one stem are an error."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            if path.stem in found:
+                raise ValueError(f"two images share the stem {path.stem!r} in {folder}: {found[path.stem].name}, {path.name}")
+            found[path.stem] = path
+    return found
+
+
+# -------------------------------------------------------------------------------------- transforms
+def paired_transform(crop_size: int | None, train: bool, hflip: bool = True, vflip: bool = False):
+    """albumentations pipeline that keeps ``image``, ``target`` and ``mask`` aligned.
+
+    Training: pad (reflect) to at least ``crop_size``, random crop, flips. Evaluation: identity
+    (full size). Returns ``None`` when there is nothing to do.
+    """
+    if not train or crop_size is None:
+        return None
+    import albumentations as A
+    import cv2
+
+    steps = [
+        A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
+        A.RandomCrop(crop_size, crop_size),
+    ]
+    if hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    if vflip:
+        steps.append(A.VerticalFlip(p=0.5))
+    return A.Compose(steps, additional_targets={"target": "image"})
+
+
+# ---------------------------------------------------------------------------------------- batching
+def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Stack a list of samples into a batch; ``None`` entries (skipped bad samples) are dropped."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return {}
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key in LIST_KEYS:
+            batch[key] = values
+        elif isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], (int, np.integer)):
+            batch[key] = torch.as_tensor(values, dtype=torch.long)
+        else:
+            batch[key] = values
+    return batch
+
+
+class SampleDataset(Dataset):
+    """Base dataset: subclasses implement ``load(index) -> sample``; the bad-sample policy applies.
+
+    ``on_bad_sample="raise"`` stops with the error (which names the file); ``"skip"`` drops the sample
+    from its batch and logs a warning with the running count of skipped samples.
+    """
+
+    def __init__(self, on_bad_sample: str = "raise"):
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+        self.on_bad_sample = on_bad_sample
+        self.skipped = 0
+
+    def load(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        try:
+            return self.load(index)
+        except BadSampleError as error:
+            if self.on_bad_sample == "raise":
+                raise
+            self.skipped += 1
+            log.warning("skipping bad sample (%d skipped so far in this process): %s", self.skipped, error)
+            return None
+
+
+class BaseDataModule(L.LightningDataModule):
+    """Builds train/val/test datasets through ``build_dataset(split)`` and wraps them in loaders."""
+
+    def __init__(
+        self,
+        batch_size: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+    ):
+        super().__init__()
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.datasets: dict[str, Dataset] = {}
+
+    def build_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate,
+            drop_last=shuffle and len(self.datasets[split]) > batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False)
+
+
+def layout_error(root: Path, expected: str, problem: str) -> FileNotFoundError:
+    """An error that says what is wrong under ``root`` and prints the layout that was expected."""
+    return FileNotFoundError(f"{problem}\nExpected layout under {root}:\n{expected}")
+
+
+def apply_transform(transform: Callable | None, image: np.ndarray, target: np.ndarray | None, mask: np.ndarray | None):
+    """Run a paired albumentations transform on whichever of image/target/mask are present."""
+    if transform is None:
+        return image, target, mask
+    inputs = {"image": image}
+    if target is not None:
+        inputs["target"] = target
+    if mask is not None:
+        inputs["mask"] = mask
+    out = transform(**inputs)
+    return out["image"], out.get("target"), out.get("mask")

@@ -1,0 +1,64 @@
+"""Test settings: offline, CPU, small; helpers to run the tools as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, also on machines with a GPU
+
+import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small but complete runs of tools/train.py (the real network, tiny images and few steps).
+TINY_TRAIN = [
+    "data.size=32", "data.train_samples=64", "data.val_samples=4", "data.val_batch_size=4", "data.batch_size=2",
+    "data.num_workers=0", "model.net.iters=2", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
+]
+
+
+def run_tool(script: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``tools/<script>`` in a fresh interpreter, like a user would."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / script), *args], cwd=cwd or ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def write_image(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def paired_folder(tmp_path: Path) -> Path:
+    """A folder dataset in the real layout: input/ target/ mask/ with 6 pairs of 40x48 images."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "pairs"
+    for i in range(6):
+        target = rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)
+        image, mask = target.copy(), np.zeros((40, 48), np.uint8)
+        image[10:20, 8:30] = 255 - image[10:20, 8:30]
+        mask[10:20, 8:30] = 255
+        write_image(root / "input" / f"img_{i}.png", image)
+        write_image(root / "target" / f"img_{i}.png", target)
+        write_image(root / "mask" / f"img_{i}.png", mask)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _small_torch():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,100 @@
+"""DeepEraser network and its training logic."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.deeperaser.module import select_text_instances, sequence_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.create_model("deeperaser", iters=2).eval()
+
+
+def test_any_size_in_same_size_out(model):
+    image, mask = torch.rand(2, 3, 97, 131), (torch.rand(2, 1, 97, 131) > 0.7).float()
+    with torch.no_grad():
+        out = model(image, mask)
+    assert out.shape == image.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_iterates_are_input_plus_residual(model):
+    image, mask = torch.rand(1, 3, 20, 24), torch.ones(1, 1, 20, 24)
+    with torch.no_grad():
+        iterates = model.forward_train(image, mask, iters=3)
+        final = model(image, mask, iters=3)
+    assert len(iterates) == 3
+    assert torch.allclose(iterates[-1].clamp(0, 1), final)
+    assert not torch.allclose(iterates[0], iterates[-1])  # the update block refines
+
+
+def test_mask_is_required(model):
+    with pytest.raises(ValueError, match="needs a mask"):
+        model(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="mask must be"):
+        model(torch.rand(1, 3, 8, 8), torch.ones(1, 1, 4, 4))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = zoo.create_model("deeperaser", iters=2)
+    image, mask = torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16)
+    grads = []
+    for checkpointing in (False, True):
+        model.zero_grad()
+        sequence_loss(model.forward_train(image, mask, checkpoint_iterations=checkpointing), image).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_sequence_loss_weights_later_iterates_more():
+    target = torch.zeros(1, 3, 4, 4)
+    iterates = [torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)]
+    assert sequence_loss(iterates, target, gamma=0.8) == pytest.approx(0.8)  # first iterate weighs 0.8
+    assert sequence_loss(iterates[::-1], target, gamma=0.8) == pytest.approx(1.0)
+    assert sequence_loss(iterates, target, gamma=0.5, loss="l2") == pytest.approx(0.5)
+
+
+def _two_instances():
+    image = torch.zeros(1, 3, 20, 40)
+    target = torch.full((1, 3, 20, 40), 0.5)  # the clean background
+    image[..., 5:10, 2:10] = 1.0  # instance A
+    image[..., 5:10, 25:35] = 1.0  # instance B
+    image[..., :5, :] = target[..., :5, :]
+    mask = (image[:, :1] == 1).float()
+    target_full = torch.where(mask.bool().expand(-1, 3, -1, -1), target, image)
+    boxes = [torch.tensor([[2.0, 5.0, 10.0, 10.0], [25.0, 5.0, 35.0, 10.0]])]
+    return image, target_full, mask, boxes
+
+
+def test_instance_subsets_keep_unselected_text():
+    image, target, mask, boxes = _two_instances()
+    seen = set()
+    for seed in range(30):
+        generator = torch.Generator().manual_seed(seed)
+        chosen, new_target = select_text_instances(image, target, mask, boxes, all_text_prob=0.0, generator=generator)
+        picked = (bool(chosen[0, 0, 7, 5]), bool(chosen[0, 0, 7, 30]))
+        assert any(picked)  # never an empty selection
+        seen.add(picked)
+        for selected, xs in zip(picked, (slice(2, 10), slice(25, 35))):
+            region = new_target[..., 5:10, xs]
+            expected = target[..., 5:10, xs] if selected else image[..., 5:10, xs]
+            assert torch.equal(region, expected)  # erased if chosen, kept as input otherwise
+        assert torch.equal(new_target * (1 - chosen), image * (1 - chosen))
+    assert seen == {(True, False), (False, True), (True, True)}
+
+
+def test_all_text_and_box_modes():
+    image, target, mask, boxes = _two_instances()
+    chosen, new_target = select_text_instances(image, target, mask, boxes, all_text_prob=1.0)
+    assert torch.equal(chosen, mask) and torch.equal(new_target, target)
+    chosen, _ = select_text_instances(image, target, mask, boxes, all_text_prob=1.0, box_prob=1.0)
+    assert chosen.sum() == 8 * 5 + 10 * 5  # both rectangles
+    chosen, _ = select_text_instances(image, target, mask, None, all_text_prob=0.0)
+    assert torch.equal(chosen, mask)  # no boxes: all text
+    generator = torch.Generator().manual_seed(0)
+    dilated, _ = select_text_instances(image, target, mask, boxes, all_text_prob=1.0, max_dilation=2, generator=generator)
+    assert dilated.sum() >= mask.sum()

@@ -1,0 +1,148 @@
+"""Speed and memory benchmark of a zoo model.
+
+    python tools/bench.py --model deeperaser --size 256 --batch 1 --mode eager --task forward
+    python tools/bench.py --model deeperaser --size 256 --mode channels_last --out benchmarks/deeperaser_cpu.json
+    python tools/bench.py --model deeperaser --size 256 --reference /path/to/DeepEraser/model.py:DeepEraser \
+        --reference-kwargs '{"test_mode": true}'   # the official implementation, same weights and input
+
+Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
+(torch.compile). Tasks: ``forward`` (eval, no grad) and ``train`` (forward + backward + AdamW step of the
+model's training loss on its forward_train output when it has one). Prints and appends JSON records.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import zoo  # noqa: E402
+
+MODES = ("eager", "channels_last", "bf16", "compile")
+
+
+def load_reference(spec: str, kwargs: dict) -> torch.nn.Module:
+    """``path/to/file.py:ClassName`` -> an instance (its folder is put on sys.path for its imports)."""
+    path, _, cls_name = spec.rpartition(":")
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    module_spec = importlib.util.spec_from_file_location(f"reference_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, cls_name)(**kwargs)
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak RSS of the process (Linux: KiB)
+
+
+def make_inputs(batch: int, size: int, device: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(batch, 3, size, size, generator=generator).to(device)
+    mask = (torch.rand(batch, 1, size, size, generator=generator) > 0.8).float().to(device)
+    if mode == "channels_last":
+        image, mask = image.contiguous(memory_format=torch.channels_last), mask.contiguous(memory_format=torch.channels_last)
+    return image, mask
+
+
+def bench(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | None = None) -> dict:
+    device, mode = args.device, args.mode
+    model = model.to(device)
+    if mode == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    call_kwargs = call_kwargs or {}
+    image, mask = make_inputs(args.batch, args.size, device, mode)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=mode == "bf16")
+    if args.task == "forward":
+        model.eval()
+        runner = torch.compile(model) if mode == "compile" else model
+
+        def step() -> None:
+            with torch.no_grad(), autocast:
+                runner(image, mask, **call_kwargs)
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+        forward = getattr(model, "forward_train", model.forward)
+        runner = torch.compile(forward) if mode == "compile" else forward
+
+        def step() -> None:
+            with autocast:
+                out = runner(image, mask)
+                outputs = out if isinstance(out, (list, tuple)) else [out]
+                loss = sum(o.float().abs().mean() for o in outputs)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "seconds_per_batch": median, "images_per_s": args.batch / median, "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "times": [round(t, 4) for t in times],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, choices=zoo.list_models())
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--mode", choices=MODES, default="eager")
+    parser.add_argument("--task", choices=("forward", "train"), default="forward")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--reference", default=None, help="file.py:Class of another implementation to time instead")
+    parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
+    parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.reference:
+        model, call_kwargs, implementation = load_reference(args.reference, {}), json.loads(args.reference_kwargs), "reference"
+    else:
+        model, call_kwargs, implementation = zoo.create_model(args.model), {}, "rezoo"
+    record = {
+        "model": args.model, "implementation": implementation, "reference": args.reference, "size": args.size, "batch": args.batch,
+        "mode": args.mode, "task": args.task, "device": args.device, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+    }
+    record.update(bench(model, args, call_kwargs))
+    print(json.dumps(record))
+    if args.out:
+        records = json.loads(args.out.read_text()) if args.out.exists() else []
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(records + [record], indent=1))
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pieces shared by every model family's training code (Lightning side)."""
