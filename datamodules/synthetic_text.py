@@ -92,9 +92,19 @@ def _random_color(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, size=3)
 
 
-def generate_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A procedural background (float HxWx3, 0-255): gradient or smooth noise, optionally shapes."""
-    kind = rng.choice(["gradient", "noise", "flat"], p=[0.45, 0.4, 0.15])
+BACKGROUND_KINDS = {"gradient": 0.45, "noise": 0.4, "flat": 0.15}
+
+
+def generate_background(
+    rng: np.random.Generator, height: int, width: int, kinds: dict[str, float] | None = None, shapes_probability: float = 0.5
+) -> np.ndarray:
+    """A procedural background (float HxWx3, 0-255): a linear gradient, smooth colour noise or a flat
+    colour (drawn with the weights ``kinds``), with random shapes on top with ``shapes_probability``."""
+    kinds = kinds or BACKGROUND_KINDS
+    weights = np.array([kinds.get(k, 0.0) for k in BACKGROUND_KINDS], dtype=np.float64)
+    if weights.sum() <= 0 or set(kinds) - set(BACKGROUND_KINDS):
+        raise ValueError(f"background kinds must weigh some of {sorted(BACKGROUND_KINDS)}, got {kinds}")
+    kind = rng.choice(list(BACKGROUND_KINDS), p=weights / weights.sum())
     if kind == "gradient":
         angle = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -109,7 +119,7 @@ def generate_background(rng: np.random.Generator, height: int, width: int) -> np
         background = base + (smooth - smooth.mean(axis=(0, 1))) * rng.uniform(0.2, 0.8)
     else:
         background = np.broadcast_to(_random_color(rng), (height, width, 3)).astype(np.float32)
-    if rng.random() < 0.5:
+    if rng.random() < shapes_probability:
         background = _draw_shapes(rng, background)
     background = background + rng.normal(0, rng.uniform(0, 4), size=background.shape)
     return np.clip(background, 0, 255).astype(np.float32)
@@ -276,6 +286,8 @@ class SyntheticTextDataset(SampleDataset):
         font_dir: str | None = None,
         background_dir: str | None = None,
         mask_dilation: int = 1,
+        background_kinds: dict[str, float] | None = None,
+        shapes_probability: float = 0.5,
     ):
         super().__init__("raise")
         self.num_samples = num_samples
@@ -288,6 +300,9 @@ class SyntheticTextDataset(SampleDataset):
         if background_dir and not self.backgrounds:
             raise FileNotFoundError(f"background_dir {background_dir} holds no images ({', '.join(('.png', '.jpg'))} ...)")
         self.mask_dilation = mask_dilation
+        self.background_kinds = dict(background_kinds or BACKGROUND_KINDS)
+        self.shapes_probability = shapes_probability
+        generate_background(np.random.default_rng(0), 2, 2, self.background_kinds)  # validate early
 
     def __len__(self) -> int:
         return self.num_samples
@@ -301,7 +316,7 @@ class SyntheticTextDataset(SampleDataset):
         if self.backgrounds and rng.random() < 0.7:
             background = load_background(self.backgrounds[int(rng.integers(len(self.backgrounds)))], rng, self.height, self.width)
         else:
-            background = generate_background(rng, self.height, self.width)
+            background = generate_background(rng, self.height, self.width, self.background_kinds, self.shapes_probability)
         count = int(rng.integers(self.ranges.instances[0], self.ranges.instances[1] + 1))
         return background, [sample_style(rng, self.ranges, self.fonts, background) for _ in range(count)]
 
@@ -341,11 +356,16 @@ class SyntheticTextDataModule(BaseDataModule):
         font_dir: str | None = None,
         background_dir: str | None = None,
         mask_dilation: int = 1,
+        background_kinds: dict[str, float] | None = None,
+        shapes_probability: float = 0.5,
         **loader_kwargs: Any,
     ):
         super().__init__(**loader_kwargs)
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
-        self.dataset_kwargs = dict(size=size, seed=seed, ranges=ranges, font_dir=font_dir, background_dir=background_dir, mask_dilation=mask_dilation)
+        self.dataset_kwargs = dict(
+            size=size, seed=seed, ranges=ranges, font_dir=font_dir, background_dir=background_dir, mask_dilation=mask_dilation,
+            background_kinds=background_kinds, shapes_probability=shapes_probability,
+        )
 
     def build_dataset(self, split: str) -> SyntheticTextDataset:
         return SyntheticTextDataset(self.sizes[split], split=split, **self.dataset_kwargs)

@@ -33,7 +33,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     module = instantiate(cfg.model, pretrained=None)
     module.net = zoo.create_model(cfg.model_name, pretrained=str(cfg.checkpoint))
     module.ema_net = None  # create_model already picked the EMA weights of a Lightning checkpoint
-    trainer = instantiate(cfg.trainer, callbacks=[])
+    # one device: a distributed sampler would pad the test set and change the numbers
+    trainer = instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[])
     run_dir = Path(trainer.default_root_dir)
     if cfg.save_images:
         module.save_dir = run_dir / "images"

@@ -22,13 +22,13 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
 
 
-def selected_experiment() -> str | None:
-    """The ``experiment=`` choice of the running Hydra job, if any."""
+def selected(group: str) -> str | None:
+    """The choice of config ``group`` (``experiment``, ``data`` ...) of the running Hydra job, if any."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    choice = HydraConfig.get().runtime.choices.get("experiment")
+    choice = HydraConfig.get().runtime.choices.get(group)
     return None if choice in (None, "null", "None") else str(choice)
 
 
@@ -43,19 +43,23 @@ def command_line_keys() -> set[str]:
 
 def apply_quickstart(cfg: DictConfig, explicit_keys: set[str] | None = None) -> bool:
     """Apply the zoo's ``quickstart_overrides`` when ``quickstart`` says so (``auto``: no CUDA GPU and
-    no experiment). Keys given on the command line, or absent from the config, are left alone."""
+    no experiment). Keys given on the command line, or absent from the config, are left alone, and
+    ``data.*`` keys apply only to the zoo's default data (``quickstart_data``), not to a user's."""
     mode = str(cfg.get("quickstart", "auto")).lower()
-    on = mode in ("true", "1", "yes") or (mode == "auto" and not torch.cuda.is_available() and selected_experiment() is None)
+    on = mode in ("true", "1", "yes") or (mode == "auto" and not torch.cuda.is_available() and selected("experiment") is None)
     if not on or not cfg.get("quickstart_overrides"):
         return False
     explicit = command_line_keys() if explicit_keys is None else explicit_keys
+    default_data = selected("data") in (None, cfg.get("quickstart_data"))
     applied = []
     with open_dict(cfg):
         for key, value in cfg.quickstart_overrides.items():
             if key in explicit or any(key.startswith(k + ".") or k.startswith(key + ".") for k in explicit):
                 continue
+            if key.startswith("data.") and not default_data:
+                continue
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                continue  # e.g. data.size when another datamodule is selected
+                continue
             OmegaConf.update(cfg, key, value, merge=False)
             applied.append(key)
     log.info("CPU quick start (quickstart=%s): set %s", mode, ", ".join(applied))
