@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import string
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -67,6 +67,15 @@ class StyleRanges:
     blur: tuple[float, float] = (0.3, 1.0)
     min_contrast: float = 80.0  # minimum distance (0-255 RGB) between text and background colour
     alphabet: str = string.ascii_letters + string.digits
+
+
+def make_ranges(overrides: dict[str, Any]) -> StyleRanges:
+    """:class:`StyleRanges` with ``overrides`` (lists become tuples); unknown keys are an error."""
+    known = set(StyleRanges.__dataclass_fields__)
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown style ranges {sorted(unknown)}; known: {sorted(known)}")
+    return StyleRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 @functools.lru_cache(maxsize=256)
@@ -294,7 +303,7 @@ class SyntheticTextDataset(SampleDataset):
         self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
         self.seed = seed
         self.split_id = SPLIT_IDS[split]
-        self.ranges = ranges if isinstance(ranges, StyleRanges) else StyleRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in (ranges or {}).items()})
+        self.ranges = ranges if isinstance(ranges, StyleRanges) else make_ranges(ranges or {})
         self.fonts = find_fonts(font_dir)
         self.backgrounds = list(list_images(Path(background_dir)).values()) if background_dir else []
         if background_dir and not self.backgrounds:
@@ -370,5 +379,3 @@ class SyntheticTextDataModule(BaseDataModule):
     def build_dataset(self, split: str) -> SyntheticTextDataset:
         return SyntheticTextDataset(self.sizes[split], split=split, **self.dataset_kwargs)
 
-
-__all__ = ["TextStyle", "StyleRanges", "SyntheticTextDataset", "SyntheticTextDataModule", "render_scene", "sample_style", "asdict", "field"]

@@ -70,6 +70,10 @@ def test_user_fonts_and_backgrounds(tmp_path):
     greens = [s["target"][1].mean() > 0.7 and s["target"][0].mean() < 0.1 for s in (dataset[i] for i in range(8))]
     assert any(greens)
     assert dataset.ranges == StyleRanges(instances=(1, 1))
+    with pytest.raises(ValueError, match="unknown style ranges \\['colour'\\]"):
+        SyntheticTextDataset(1, ranges={"colour": 1})
+    with pytest.raises(ValueError, match="background kinds"):
+        SyntheticTextDataset(1, background_kinds={"marble": 1.0})
 
 
 def test_datamodule_batches():

@@ -98,3 +98,26 @@ def test_all_text_and_box_modes():
     generator = torch.Generator().manual_seed(0)
     dilated, _ = select_text_instances(image, target, mask, boxes, all_text_prob=1.0, max_dilation=2, generator=generator)
     assert dilated.sum() >= mask.sum()
+
+
+def test_module_training_step_and_ema():
+    from zoo.common.ema import update_ema
+    from zoo.deeperaser.module import DeepEraserModule
+
+    module = DeepEraserModule(net={"iters": 2}, ema_decay=0.5, optimizer={"name": "adamw", "lr": 1e-3})
+    assert module.eval_net is module.ema_net and not any(p.requires_grad for p in module.ema_net.parameters())
+    batch = {
+        "image": torch.rand(2, 3, 16, 16), "target": torch.rand(2, 3, 16, 16),
+        "mask": torch.ones(2, 1, 16, 16), "boxes": [torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.zeros(0, 4)],
+    }
+    module.log = lambda *args, **kwargs: None  # outside a Trainer
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert loss.item() > 0 and module.net.fnet.conv1.weight.grad is not None
+    before = module.ema_net.fnet.conv1.weight.clone()
+    with torch.no_grad():
+        module.net.fnet.conv1.weight.add_(1.0)
+    update_ema(module.ema_net, module.net, decay=0.5)
+    expected = 0.5 * before + 0.5 * module.net.fnet.conv1.weight
+    assert torch.allclose(module.ema_net.fnet.conv1.weight, expected)
+    assert set(module.hparams) >= {"model_name", "net", "loss", "gamma", "all_text_prob", "ema_decay"}

@@ -59,3 +59,17 @@ def test_super_resolution_scale():
 def test_overlap_must_be_smaller_than_tile():
     with pytest.raises(ValueError, match="overlap"):
         tiled_forward(lambda x, m: x, torch.rand(1, 3, 8, 8), tile=4, overlap=4)
+
+
+def test_schedules_warm_up_decay_and_stretch():
+    from zoo.common.optim import lr_factor
+
+    cosine = lr_factor({"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.01}, 110)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(60) == pytest.approx(0.505) and cosine(110) == pytest.approx(0.01) and cosine(500) == pytest.approx(0.01)
+    one_cycle = lr_factor({"name": "onecycle", "pct_start": 0.1}, 100)
+    assert one_cycle(0) == pytest.approx(1 / 25) and one_cycle(10) == pytest.approx(1.0)
+    assert one_cycle(100) == pytest.approx(1 / 25 / 1e4)
+    assert lr_factor({"name": "onecycle", "pct_start": 0.1}, 200)(100) > one_cycle(99)  # a longer run decays later
+    with pytest.raises(ValueError, match="scheduler.name"):
+        lr_factor({"name": "step"}, 10)

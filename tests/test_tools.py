@@ -163,3 +163,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     assert [r for r in read_metrics(run_dir) if r.get("val/psnr")]
+
+
+def test_bench_records_and_tabulates(tmp_path):
+    out = tmp_path / "bench.json"
+    for mode, task in (("eager", "forward"), ("channels_last", "train")):
+        run_tool("bench.py", "--model", "deeperaser", "--size", "16", "--batch", "2", "--mode", mode, "--task", task,
+                 "--warmup", "0", "--repeats", "1", "--out", str(out))
+    records = json.loads(out.read_text())
+    assert [(r["mode"], r["task"]) for r in records] == [("eager", "forward"), ("channels_last", "train")]
+    assert all(r["images_per_s"] > 0 and r["peak_memory_mb"] > 0 for r in records)
+    table = run_tool("bench.py", "--table", str(out)).stdout
+    assert table.count("| deeperaser | rezoo |") == 2

@@ -107,9 +107,24 @@ def bench(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | 
     }
 
 
+def markdown_table(records: list[dict]) -> str:
+    """A README table of recorded benchmark results."""
+    lines = [
+        "| model | implementation | task | mode | size | batch | device | threads | img/s | s/batch | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['model']} | {r['implementation']} | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | "
+            f"{r.get('gpu') or r['device']} | {r['threads']} | {r['images_per_s']:.3g} | {r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=zoo.list_models())
+    parser.add_argument("--table", type=Path, default=None, help="print a markdown table of a results file and exit")
+    parser.add_argument("--model", choices=zoo.list_models())
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--mode", choices=MODES, default="eager")
@@ -122,6 +137,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return {}
+    if not args.model:
+        parser.error("--model is required")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

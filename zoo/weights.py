@@ -90,7 +90,7 @@ def download(url: str, sha256: str | None = None, file_name: str | None = None, 
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310 (manifest URLs)
             total = int(response.headers.get("Content-Length") or 0) or None
-            with _progress_bar(name, total, progress) as advance:
+            with _DownloadProgress(name, total, progress) as advance:
                 while block := response.read(1 << 20):
                     out.write(block)
                     digest.update(block)
@@ -104,7 +104,7 @@ def download(url: str, sha256: str | None = None, file_name: str | None = None, 
     return target
 
 
-class _progress_bar:
+class _DownloadProgress:
     """A rich progress bar (a no-op when disabled); yields ``advance(n_bytes)``."""
 
     def __init__(self, name: str, total: int | None, enabled: bool):

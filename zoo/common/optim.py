@@ -1,13 +1,19 @@
 """Optimizer and step-based learning-rate schedule from plain config dicts.
 
 ``optimizer``: ``{name: adamw|adam|sgd, lr, weight_decay, betas, ...}`` (extra keys go to torch).
-``scheduler``: ``{name: cosine|onecycle|constant, warmup_steps, min_lr_ratio, pct_start}``; ``total_steps``
-is the number of optimizer steps of the run (Lightning's ``estimated_stepping_batches``).
+``scheduler``: ``{name: cosine|onecycle|constant, ...}``, a factor on the lr per optimizer step:
+
+* ``cosine``: linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio``;
+* ``onecycle``: cosine rise from lr/``div_factor`` over ``pct_start`` of the run, then cosine decay
+  to lr/(``div_factor``·``final_div_factor``) (OneCycleLR's learning-rate shape, without momentum cycling).
+
+Both are functions of (step, total steps), recomputed from the current run's length: a resumed run
+with a larger ``max_steps`` stretches the remaining schedule instead of failing.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -24,29 +30,30 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: dict[str, Any]
     return OPTIMIZERS[name](params, **config)
 
 
+def _cosine_between(start: float, end: float, progress: float) -> float:
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def lr_factor(config: dict[str, Any], total_steps: int) -> Callable[[int], float]:
+    """The lr multiplier as a function of the optimizer step."""
+    name = config.get("name", "constant").lower()
+    total_steps = max(1, int(total_steps))
+    if name == "cosine":
+        warmup = int(config.get("warmup_steps", 0))
+        floor = float(config.get("min_lr_ratio", 0.01))
+        return lambda step: (step + 1) / warmup if step < warmup else _cosine_between(1.0, floor, (step - warmup) / max(1, total_steps - warmup))
+    if name == "onecycle":
+        rise = max(1, int(float(config.get("pct_start", 0.05)) * total_steps))
+        initial = 1.0 / float(config.get("div_factor", 25.0))
+        final = initial / float(config.get("final_div_factor", 1e4))
+        return lambda step: _cosine_between(initial, 1.0, step / rise) if step < rise else _cosine_between(1.0, final, (step - rise) / max(1, total_steps - rise))
+    raise ValueError(f"scheduler.name must be cosine, onecycle or constant, got {name!r}")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: int) -> dict[str, Any] | None:
     """A Lightning ``lr_scheduler`` dict stepping every optimizer step, or ``None`` for a constant lr."""
     config = dict(config or {})
-    name = config.get("name", "constant").lower()
-    if name in ("constant", "none"):
+    if config.get("name", "constant").lower() in ("constant", "none"):
         return None
-    total_steps = max(1, int(total_steps))
-    if name == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps + 1,
-            pct_start=config.get("pct_start", 0.05), anneal_strategy="cos",
-        )
-    elif name == "cosine":
-        warmup = int(config.get("warmup_steps", 0))
-        floor = float(config.get("min_lr_ratio", 0.01))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    else:
-        raise ValueError(f"scheduler.name must be cosine, onecycle or constant, got {name!r}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, total_steps))
     return {"scheduler": scheduler, "interval": "step", "frequency": 1}
