@@ -1,13 +1,10 @@
 """Every config composes, and its datamodule/module/trainer instantiate (lightning-hydra-template style)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 from tests.conftest import ROOT
 from zoo.common.runner import apply_quickstart, instantiate_group, register_resolvers
