@@ -20,11 +20,20 @@ from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
 __all__ = ["create_model", "list_models", "load_weights", "register_model"]
 
 
+def _read_pretrained(name: str, pretrained: bool | str | Path, progress: bool) -> tuple[Path, _weights.Checkpoint]:
+    """Resolve ``pretrained`` to a local file of model ``name`` and read it."""
+    spec = pretrained if pretrained is True else str(pretrained)
+    path = _weights.resolve_pretrained(name, spec, get_entry(name).default_tag, progress)
+    checkpoint = _weights.read_checkpoint(path)
+    if checkpoint.model_name not in (None, name):
+        raise ValueError(f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}")
+    return path, checkpoint
+
+
 def load_weights(model: torch.nn.Module, name: str, pretrained: bool | str | Path, progress: bool = True) -> torch.nn.Module:
     """Load ``pretrained`` (True, a manifest tag, a URL or a path in any supported format) into ``model``."""
-    entry = get_entry(name)
-    path = _weights.resolve_pretrained(name, pretrained if pretrained is True else str(pretrained), entry.default_tag, progress)
-    return _weights.load_weights(model, _weights.read_checkpoint(path), entry.remap, source=str(path))
+    path, checkpoint = _read_pretrained(name, pretrained, progress)
+    return _weights.load_weights(model, checkpoint, get_entry(name).remap, source=str(path))
 
 
 def create_model(name: str, pretrained: bool | str | Path = False, progress: bool = True, **kwargs: Any) -> torch.nn.Module:
@@ -37,9 +46,6 @@ def create_model(name: str, pretrained: bool | str | Path = False, progress: boo
     entry = get_entry(name)
     if pretrained is False or pretrained is None:
         return entry.builder(**kwargs)
-    path = _weights.resolve_pretrained(name, pretrained if pretrained is True else str(pretrained), entry.default_tag, progress)
-    checkpoint = _weights.read_checkpoint(path)
-    if checkpoint.model_name not in (None, name):
-        raise ValueError(f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}")
+    path, checkpoint = _read_pretrained(name, pretrained, progress)
     model = entry.builder(**{**checkpoint.model_kwargs, **kwargs})
     return _weights.load_weights(model, checkpoint, entry.remap, source=str(path))

@@ -57,18 +57,17 @@ def select_text_instances(
         sample_boxes = boxes[b] if boxes is not None else torch.zeros(0, 4)
         count = len(sample_boxes)
         use_boxes = rand() < box_prob
-        if count == 0 or rand() < all_text_prob:
-            picked = sample_boxes
-            region = None if not use_boxes or count == 0 else picked
-        else:
-            k = int(torch.randint(1, count + 1, (), generator=generator))
-            picked = sample_boxes[torch.randperm(count, generator=generator)[:k]]
-            region = picked
-        if region is None:
+        all_text = count == 0 or rand() < all_text_prob
+        if all_text and not (use_boxes and count):
             chosen[b] = mask[b]
         else:
+            if all_text:
+                picked = sample_boxes
+            else:
+                k = int(torch.randint(1, count + 1, (), generator=generator))
+                picked = sample_boxes[torch.randperm(count, generator=generator)[:k]]
             box_mask = torch.zeros(1, height, width, device=device, dtype=mask.dtype)
-            for x0, y0, x1, y1 in region.tolist():
+            for x0, y0, x1, y1 in picked.tolist():
                 box_mask[:, max(0, int(y0)) : min(height, int(y1 + 0.999)), max(0, int(x0)) : min(width, int(x1 + 0.999))] = 1
             chosen[b] = box_mask if use_boxes else mask[b] * box_mask
         if max_dilation > 0:
