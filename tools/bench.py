@@ -6,7 +6,8 @@
         --reference-kwargs '{"test_mode": true}'   # the official implementation, same weights and input
 
 Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
-(torch.compile). Tasks: ``forward`` (eval, no grad) and ``train`` (forward + backward + AdamW step of the
+(torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
+pre-packs them for oneDNN on CPU — valid because inference does not change them). Tasks: ``forward`` (eval, no grad) and ``train`` (forward + backward + AdamW step of the
 model's training loss on its forward_train output when it has one). Prints and appends JSON records.
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ def bench(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | 
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=mode == "bf16")
     if args.task == "forward":
         model.eval()
+        if mode == "compile":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True
         runner = torch.compile(model) if mode == "compile" else model
 
         def step() -> None:

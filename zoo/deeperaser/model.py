@@ -90,29 +90,47 @@ class EstimateEncoder(nn.Module):
 class SepConvGRU(nn.Module):
     """Separable ConvGRU: a horizontal (1x5) then a vertical (5x1) GRU pass.
 
-    The update (z) and reset (r) gates of a pass read the same input, so they run as one convolution
-    over the concatenated weights (same result as two convolutions, fewer kernel launches).
+    The gates read ``[hidden, context, estimate features]``. A convolution is a sum over its input
+    channels, so the context's share of every gate (constant across iterations) is computed once by
+    :meth:`context_terms` and each iteration convolves only ``[hidden, estimate features]`` — the same
+    result as the official full convolutions, with a third less GRU compute per iteration. The update
+    (z) and reset (r) gates of a pass read the same input and run as one convolution.
     """
 
-    def __init__(self, hidden_dim: int = 64, input_dim: int = 128):
+    PASSES = (("1", (1, 5), (0, 2)), ("2", (5, 1), (2, 0)))
+
+    def __init__(self, hidden_dim: int = 64, input_dim: int = 128, context_dim: int = 64):
         super().__init__()
-        channels = hidden_dim + input_dim
-        for suffix, kernel, padding in (("1", (1, 5), (0, 2)), ("2", (5, 1), (2, 0))):
+        self.hidden_dim, self.context_dim = hidden_dim, context_dim
+        for suffix, kernel, padding in self.PASSES:
             for gate in "zrq":
-                setattr(self, f"conv{gate}{suffix}", nn.Conv2d(channels, hidden_dim, kernel, padding=padding))
+                setattr(self, f"conv{gate}{suffix}", nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel, padding=padding))
 
-    @staticmethod
-    def _gru_pass(h: torch.Tensor, x: torch.Tensor, convz: nn.Conv2d, convr: nn.Conv2d, convq: nn.Conv2d) -> torch.Tensor:
-        hx = torch.cat([h, x], dim=1)
-        weight = torch.cat([convz.weight, convr.weight])
-        bias = torch.cat([convz.bias, convr.bias])
-        z, r = torch.sigmoid(F.conv2d(hx, weight, bias, padding=convz.padding)).chunk(2, dim=1)
-        q = torch.tanh(convq(torch.cat([r * h, x], dim=1)))
-        return torch.lerp(h, q, z)  # (1 - z) * h + z * q
+    def _split(self, suffix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(zr weight without the context channels, its context part, q likewise) for one pass."""
+        zr = torch.cat([getattr(self, f"convz{suffix}").weight, getattr(self, f"convr{suffix}").weight])
+        q = getattr(self, f"convq{suffix}").weight
+        h, c = self.hidden_dim, self.context_dim
+        return torch.cat([zr[:, :h], zr[:, h + c :]], 1), zr[:, h : h + c], torch.cat([q[:, :h], q[:, h + c :]], 1), q[:, h : h + c]
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        h = self._gru_pass(h, x, self.convz1, self.convr1, self.convq1)
-        return self._gru_pass(h, x, self.convz2, self.convr2, self.convq2)
+    def context_terms(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per pass, the context's contribution (with the biases) to the z|r and q pre-activations."""
+        terms = []
+        for suffix, _, padding in self.PASSES:
+            _, zr_context, _, q_context = self._split(suffix)
+            zr_bias = torch.cat([getattr(self, f"convz{suffix}").bias, getattr(self, f"convr{suffix}").bias])
+            q_bias = getattr(self, f"convq{suffix}").bias
+            terms.append((F.conv2d(context, zr_context, zr_bias, padding=padding), F.conv2d(context, q_context, q_bias, padding=padding)))
+        return terms
+
+    def forward(self, h: torch.Tensor, features: torch.Tensor, context_terms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """One GRU step from the hidden state, the estimate features and :meth:`context_terms`."""
+        for (suffix, _, padding), (zr_context, q_context) in zip(self.PASSES, context_terms):
+            zr_weight, _, q_weight, _ = self._split(suffix)
+            z, r = torch.sigmoid(F.conv2d(torch.cat([h, features], 1), zr_weight, padding=padding) + zr_context).chunk(2, dim=1)
+            q = torch.tanh(F.conv2d(torch.cat([r * h, features], 1), q_weight, padding=padding) + q_context)
+            h = torch.lerp(h, q, z)  # (1 - z) * h + z * q
+        return h
 
 
 class PredictionHead(nn.Module):
@@ -134,11 +152,12 @@ class UpdateBlock(nn.Module):
     def __init__(self, hidden_dim: int = 64, context_dim: int = 64, estimate_dim: int = 64):
         super().__init__()
         self.encoder = EstimateEncoder(estimate_dim)
-        self.gru = SepConvGRU(hidden_dim, context_dim + estimate_dim)
+        self.gru = SepConvGRU(hidden_dim, context_dim + estimate_dim, context_dim)
         self.pre_head = PredictionHead(hidden_dim)
 
-    def forward(self, hidden: torch.Tensor, context: torch.Tensor, estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.gru(hidden, torch.cat([context, self.encoder(estimate)], dim=1))
+    def forward(self, hidden: torch.Tensor, context_terms: list, estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration; ``context_terms`` = ``self.gru.context_terms(context)``, computed once per image."""
+        hidden = self.gru(hidden, self.encoder(estimate), context_terms)
         return hidden, self.pre_head(hidden)
 
 
@@ -164,14 +183,15 @@ class DeepEraser(nn.Module):
         self.fnet = ContextEncoder(4, tuple(encoder_widths), hidden_dim + context_dim)
         self.update_block = UpdateBlock(hidden_dim, context_dim)
 
-    def _initial_state(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _initial_state(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Initial hidden state and the context's (iteration-independent) share of the GRU gates."""
         if mask is None:
             raise ValueError("DeepEraser needs a mask (B,1,H,W) with 1 = text to erase; got mask=None")
         if mask.shape[-2:] != image.shape[-2:] or mask.shape[1] != 1:
             raise ValueError(f"mask must be (B,1,H,W) matching image {tuple(image.shape)}; got {tuple(mask.shape)}")
         features = self.fnet(torch.cat([image, mask.to(image.dtype)], dim=1))
         hidden, context = torch.split(features, [self.hidden_dim, self.context_dim], dim=1)
-        return torch.tanh(hidden), torch.relu(context)
+        return torch.tanh(hidden), self.update_block.gru.context_terms(torch.relu(context))
 
     def forward_train(
         self, image: torch.Tensor, mask: torch.Tensor, iters: int | None = None, checkpoint_iterations: bool = False
@@ -181,23 +201,23 @@ class DeepEraser(nn.Module):
         ``checkpoint_iterations`` recomputes each iteration in the backward pass instead of keeping its
         activations (gradient checkpointing; needed for 512-px training).
         """
-        hidden, context = self._initial_state(image, mask)
+        hidden, context_terms = self._initial_state(image, mask)
         estimate = image
         iterates = []
         for _ in range(iters or self.iters):
             if checkpoint_iterations and torch.is_grad_enabled():
-                hidden, residual = checkpoint(self.update_block, hidden, context, estimate, use_reentrant=False)
+                hidden, residual = checkpoint(self.update_block, hidden, context_terms, estimate, use_reentrant=False)
             else:
-                hidden, residual = self.update_block(hidden, context, estimate)
+                hidden, residual = self.update_block(hidden, context_terms, estimate)
             estimate = image + residual
             iterates.append(estimate)
         return iterates
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, iters: int | None = None) -> torch.Tensor:
-        hidden, context = self._initial_state(image, mask)
+        hidden, context_terms = self._initial_state(image, mask)
         estimate = image
         for _ in range(iters or self.iters):
-            hidden, residual = self.update_block(hidden, context, estimate)
+            hidden, residual = self.update_block(hidden, context_terms, estimate)
             estimate = image + residual
         return estimate.clamp(0, 1)
 
