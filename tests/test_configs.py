@@ -24,12 +24,27 @@ def compose_train(overrides: list[str], config_name: str = "train"):
     return cfg
 
 
+def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
+    """``data.root`` (or the sources' roots) pointing at a generated fixture in the dataset's layout."""
+    from tests import text_fixtures as fx
+
+    builders = {
+        "folder": lambda: [f"data.root={paired_folder}"],
+        "scut_enstext": lambda: [f"data.root={fx.make_scut_enstext(tmp_path / 'scut')}"],
+        "scut_syn": lambda: [f"data.root={fx.make_scut_syn(tmp_path / 'syn')}"],
+        "posterase": lambda: [f"data.root={fx.make_posterase(tmp_path / 'poster')}"],
+        "synthtext": lambda: [f"data.root={fx.make_synthtext(tmp_path / 'synth')}"],
+        "scut_enstext_synthtext": lambda: [
+            f"data.sources.scut.root={fx.make_scut_enstext(tmp_path / 'scut')}", f"data.sources.synth.root={fx.make_synthtext(tmp_path / 'synth')}",
+        ],
+    }
+    return builders.get(data_name, list)()
+
+
 @pytest.mark.parametrize("zoo_name", names("zoo"))
 @pytest.mark.parametrize("data_name", names("data"))
 def test_zoo_and_data_instantiate(zoo_name, data_name, paired_folder, tmp_path):
-    overrides = [f"zoo={zoo_name}", f"data={data_name}", f"run_dir={tmp_path}"]
-    if data_name == "folder":
-        overrides.append(f"data.root={paired_folder}")
+    overrides = [f"zoo={zoo_name}", f"data={data_name}", f"run_dir={tmp_path}", *data_root_overrides(data_name, tmp_path, paired_folder)]
     cfg = compose_train(overrides)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
