@@ -65,10 +65,16 @@ def test_trainer_logger_callbacks_instantiate(trainer_name, logger_name, tmp_pat
 
 
 @pytest.mark.parametrize("experiment", names("experiment"))
-def test_experiments_compose(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}", "data.root=/data/somewhere", f"run_dir={tmp_path}"])
-    assert cfg.model_name in experiment
+def test_experiments_compose_and_instantiate(experiment, tmp_path, paired_folder):
+    cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}"])
+    data_name = cfg.data._target_.split(".")[1]
+    selected = {"scut_enstext": "scut_enstext", "mixed": "scut_enstext_synthtext"}[data_name]
+    cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}", *data_root_overrides(selected, tmp_path, paired_folder)])
+    assert cfg.model_name in experiment and cfg.protocol in ("erasenet", "garnet")
     assert apply_quickstart(cfg, explicit_keys=set()) is False  # recipes are never shrunk
+    datamodule = instantiate(cfg.data)
+    assert len(datamodule.build_dataset("test")) == 3  # the SCUT-EnsText fixture's test split
+    assert instantiate(cfg.model).hparams.model_name == cfg.model_name
 
 
 def test_eval_config_composes(tmp_path):

@@ -3,7 +3,7 @@
     python tools/bench.py --model deeperaser --size 256 --batch 1 --mode eager --task forward
     python tools/bench.py --model deeperaser --size 256 --mode channels_last --out benchmarks/deeperaser_cpu.json
     python tools/bench.py --model deeperaser --size 256 --reference /path/to/DeepEraser/model.py:DeepEraser \
-        --reference-kwargs '{"test_mode": true}'   # the official implementation, same weights and input
+        --reference-kwargs '{"test_mode": true}' --compare   # ours vs the official code, interleaved
 
 Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
 (torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,7 +57,8 @@ def make_inputs(batch: int, size: int, device: str, mode: str) -> tuple[torch.Te
     return image, mask
 
 
-def bench(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | None = None) -> dict:
+def make_step(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | None = None) -> Callable[[], None]:
+    """One timed unit of work (a forward, or a training step) of ``model`` in ``args.mode``."""
     device, mode = args.device, args.mode
     model = model.to(device)
     if mode == "channels_last":
@@ -75,41 +77,55 @@ def bench(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dict | 
         def step() -> None:
             with torch.no_grad(), autocast:
                 runner(image, mask, **call_kwargs)
-    else:
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
-        forward = getattr(model, "forward_train", model.forward)
-        runner = torch.compile(forward) if mode == "compile" else forward
 
-        def step() -> None:
-            with autocast:
-                out = runner(image, mask)
-                outputs = out if isinstance(out, (list, tuple)) else [out]
-                loss = sum(o.float().abs().mean() for o in outputs)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    forward = getattr(model, "forward_train", model.forward)
+    runner = torch.compile(forward) if mode == "compile" else forward
+
+    def train_step() -> None:
+        with autocast:
+            out = runner(image, mask)
+            outputs = out if isinstance(out, (list, tuple)) else [out]
+            loss = sum(o.float().abs().mean() for o in outputs)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return train_step
+
+
+def time_steps(steps: dict[str, Callable[[], None]], args: argparse.Namespace) -> dict[str, dict]:
+    """Warm up, then time every step ``args.repeats`` times; several steps are interleaved (a, b, a, b,
+    ...) so that drift in the machine's speed affects them alike."""
+    device = args.device
 
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    for _ in range(args.warmup):
-        step()
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "seconds_per_batch": median, "images_per_s": args.batch / median, "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "times": [round(t, 4) for t in times],
-    }
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    results = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        results[name] = {
+            "seconds_per_batch": median, "images_per_s": args.batch / median, "peak_memory_mb": round(peak_memory_mb(device), 1),
+            "times": [round(t, 4) for t in values], "interleaved_with": [n for n in steps if n != name],
+        }
+    return results
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -140,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--reference", default=None, help="file.py:Class of another implementation to time instead")
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
+    parser.add_argument("--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
     args = parser.parse_args(argv)
     if args.table:
@@ -150,23 +167,38 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    steps = {}
     if args.reference:
-        model, call_kwargs, implementation = load_reference(args.reference, {}), json.loads(args.reference_kwargs), "reference"
-    else:
-        model, call_kwargs, implementation = zoo.create_model(args.model), {}, "rezoo"
-    record = {
-        "model": args.model, "implementation": implementation, "reference": args.reference, "size": args.size, "batch": args.batch,
+        reference = load_reference(args.reference, {})
+        steps["reference"] = make_step(reference, args, json.loads(args.reference_kwargs))
+    if not args.reference or args.compare:
+        ours = zoo.create_model(args.model)
+        if args.reference:  # same weights as the reference (its key names are the official ones)
+            zoo.load_weights(ours, args.model, _save_state(reference), progress=False)
+        steps = {"rezoo": make_step(ours, args), **steps}
+    common = {
+        "model": args.model, "reference": args.reference, "size": args.size, "batch": args.batch,
         "mode": args.mode, "task": args.task, "device": args.device, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
     }
-    record.update(bench(model, args, call_kwargs))
-    print(json.dumps(record))
+    records = [{"implementation": name, **common, **result} for name, result in time_steps(steps, args).items()]
+    for record in records:
+        print(json.dumps(record))
     if args.out:
-        records = json.loads(args.out.read_text()) if args.out.exists() else []
+        previous = json.loads(args.out.read_text()) if args.out.exists() else []
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(records + [record], indent=1))
-    return record
+        args.out.write_text(json.dumps(previous + records, indent=1))
+    return records[0] if len(records) == 1 else records
+
+
+def _save_state(model: torch.nn.Module) -> Path:
+    """The reference's state_dict in a temporary file, for ``zoo.load_weights``."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "reference.pth"
+    torch.save(model.state_dict(), path)
+    return path
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Three formats load into a registered model, detected automatically:
   weights under ``ema_net.``, architecture kwargs in ``hyper_parameters``);
 * an **official upstream release**: a plain state_dict, possibly wrapped (``model_state_dict``,
   ``state_dict``, ``params``, ``params_ema``, ``model``) and/or saved from DataParallel (``module.``);
-  the family's ``remap`` hook (its ``official.py``) maps the keys.
+  the family's ``remap`` hook (its ``official.py``, where upstream names differ) maps the keys.
 
 Everything is read with safetensors or ``torch.load(weights_only=True)``; nothing is unpickled.
 """

@@ -10,8 +10,9 @@ runs entirely at the input resolution (no stride anywhere).
   the current estimate, runs a separable ConvGRU (1x5 then 5x1) and predicts a residual, and every
   iterate is ``input + residual`` (the residual is always relative to the input, Eq. 2).
 
-Parameter names equal the official ones, so the released ``deeperaser.pth`` loads after stripping
-its DataParallel ``module.`` prefix (see ``official.py``).
+Parameter names equal the official ones: the released ``deeperaser.pth`` (a state_dict saved from a
+DataParallel model) loads once ``zoo.weights`` strips its ``module.`` prefix, with no key remapping.
+The official ``InstanceNorm2d`` layers have no affine weights and so no keys.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.deeperaser.official import remap_state_dict
 from zoo.registry import register_model
 
 __all__ = ["DeepEraser", "deeperaser"]
@@ -222,7 +222,7 @@ class DeepEraser(nn.Module):
         return estimate.clamp(0, 1)
 
 
-@register_model("deeperaser", default_tag="scut_enstext", remap=remap_state_dict)
+@register_model("deeperaser", default_tag="scut_enstext")
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""
     return DeepEraser(**kwargs)

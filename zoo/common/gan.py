@@ -1,0 +1,146 @@
+"""Adversarial training with Lightning's manual optimization, shared by the GAN-trained families.
+
+One training step = one discriminator update on the detached generator output, then one generator
+update. ``trainer.global_step`` (and so ``max_steps``, step-based schedules, checkpoint names) counts
+**generator** steps: Lightning counts every ``optimizer.step()`` in manual optimization, so the
+discriminator steps through :func:`step_uncounted`. Both networks' weights (and optimizers) are in the
+Lightning checkpoint, so a resumed or fine-tuned run continues adversarially; ``pretrained=<.ckpt>``
+also restores the discriminator when the file has one.
+
+DDP: the discriminator's backward leaves the generator's parameters without gradients (and vice versa),
+so DDP needs ``find_unused_parameters`` (the GAN zoo configs set ``ddp_find_unused_parameters: true``,
+read by ``trainer=ddp``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.common.module import RestorationModule
+from zoo.common.optim import build_optimizer, build_scheduler
+
+
+def step_uncounted(optimizer: Any) -> None:
+    """Step a LightningOptimizer without advancing ``global_step`` (the precision plugin still applies)."""
+    before, after = optimizer._on_before_step, optimizer._on_after_step
+    optimizer._on_before_step = optimizer._on_after_step = lambda: None
+    try:
+        optimizer.step()
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = before, after
+
+
+def discriminator_state(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """The ``discriminator.*`` weights of a Lightning checkpoint, or ``None`` for other files."""
+    path = Path(path)
+    if path.suffix != ".ckpt" or not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
+    prefix = "discriminator."
+    found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return found or None
+
+
+class AdversarialModule(RestorationModule):
+    """Generator ``net`` + ``discriminator`` trained in alternation; subclasses implement
+    :meth:`build_discriminator`, :meth:`generate`, :meth:`discriminator_loss` and :meth:`generator_losses`.
+
+    ``discriminator`` (its architecture kwargs), ``discriminator_optimizer`` (default: the generator's settings), ``gradient_clip`` (norm, both
+    networks; the Trainer's ``gradient_clip_val`` does not apply to manual optimization), ``gan_start_step``
+    (generator steps before the adversarial terms switch on).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        net: dict[str, Any] | None = None,
+        discriminator: dict[str, Any] | None = None,
+        discriminator_optimizer: dict[str, Any] | None = None,
+        gradient_clip: float | None = None,
+        gan_start_step: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(model_name, net, **kwargs)
+        self.automatic_optimization = False
+        self.hparams.update(
+            discriminator=dict(discriminator or {}), discriminator_optimizer=discriminator_optimizer, gradient_clip=gradient_clip,
+            gan_start_step=gan_start_step,
+        )
+        self.discriminator = self.build_discriminator(**self.hparams.discriminator)
+        pretrained = self.hparams.pretrained
+        state = discriminator_state(pretrained) if isinstance(pretrained, str) else None
+        if state is not None:
+            self.discriminator.load_state_dict(state)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def build_discriminator(self, **kwargs: Any) -> nn.Module:
+        """The discriminator, from the ``discriminator`` config block."""
+        raise NotImplementedError
+
+    def generate(self, batch: dict[str, Any]) -> Any:
+        """The generator's training outputs for a batch."""
+        raise NotImplementedError
+
+    def discriminator_loss(self, batch: dict[str, Any], outputs: Any) -> torch.Tensor:
+        """The discriminator's loss (generator outputs detached by the subclass)."""
+        raise NotImplementedError
+
+    def generator_losses(self, batch: dict[str, Any], outputs: Any, adversarial: bool) -> dict[str, torch.Tensor]:
+        """Named, already weighted generator losses; the adversarial term only when ``adversarial``."""
+        raise NotImplementedError
+
+    def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Training inputs/targets from a loader batch (e.g. RoI targets); identity by default."""
+        return batch
+
+    # ------------------------------------------------------------------ training
+    @property
+    def adversarial(self) -> bool:
+        return self.global_step >= self.hparams.gan_start_step
+
+    def _update(self, optimizer: Any, loss: torch.Tensor, counted: bool) -> None:
+        self.toggle_optimizer(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.gradient_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
+        optimizer.step() if counted else step_uncounted(optimizer)
+        self.untoggle_optimizer(optimizer)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if not batch:
+            return None
+        batch = self.prepare_batch(batch)
+        opt_g, opt_d = self.optimizers()
+        adversarial = self.adversarial
+        outputs = self.generate(batch)
+        size = len(batch["image"])
+        if adversarial:
+            d_loss = self.discriminator_loss(batch, outputs)
+            self._update(opt_d, d_loss, counted=False)
+            self.log("train/d_loss", d_loss.detach(), prog_bar=True, batch_size=size)
+        losses = self.generator_losses(batch, outputs, adversarial)
+        g_loss = sum(losses.values())
+        self._update(opt_g, g_loss, counted=True)
+        for scheduler in self.lr_schedulers() or []:
+            scheduler.step()
+        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{name}": value.detach() for name, value in losses.items()}, batch_size=size)
+
+    def lr_schedulers(self) -> list:
+        schedulers = super().lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def configure_optimizers(self) -> Any:
+        total = self.trainer.estimated_stepping_batches
+        opt_g = build_optimizer(self.net.parameters(), self.hparams.optimizer)
+        opt_d = build_optimizer(self.discriminator.parameters(), self.hparams.discriminator_optimizer or self.hparams.optimizer)
+        schedulers = [build_scheduler(opt, self.hparams.scheduler, total) for opt in (opt_g, opt_d)]
+        if schedulers[0] is None:
+            return [opt_g, opt_d]
+        return [opt_g, opt_d], schedulers

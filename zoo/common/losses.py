@@ -1,0 +1,76 @@
+"""Loss pieces shared by several families."""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision IMAGENET1K_V1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred − target| over the pixels where ``mask`` is set (all channels); 0 for an empty mask."""
+    weights = mask.expand_as(pred).float()
+    return ((pred.float() - target.float()).abs() * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B,C,H,W) -> (B,C,C) Gram matrices normalised by C·H·W."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+class VGGFeatureLoss(nn.Module):
+    """Perceptual (L1 of VGG16 pool1/pool2/pool3 features) and style (L1 of their Gram matrices) losses,
+    as EraseNet/STE. Inputs RGB in [0,1]. ``weights``: a local torchvision ``vgg16`` state_dict, ``None``
+    to download torchvision's ImageNet weights once into the zoo cache, or ``"random"`` (tests)."""
+
+    STAGES = (4, 9, 16)  # pool1, pool2, pool3 in torchvision's vgg16.features
+
+    def __init__(self, weights: str | os.PathLike | None = None):
+        super().__init__()
+        layers = []
+        in_channels = 3
+        for spec in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M"):
+            if spec == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(in_channels, spec, 3, padding=1), nn.ReLU(inplace=True)]
+                in_channels = spec
+        self.features = nn.Sequential(*layers)  # torchvision's vgg16.features[:17], same indices
+        if weights != "random":
+            if weights is None:
+                from zoo.weights import download
+
+                weights = download(VGG16_URL, None, "vgg16-397923af.pth")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < len(layers)}
+            self.features.load_state_dict(state)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False).eval()
+
+    def extract(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = (image.float() - self.mean) / self.std
+        stages = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self.STAGES:
+                stages.append(x)
+        return stages
+
+    def train(self, mode: bool = True) -> "VGGFeatureLoss":
+        return super().train(False)  # a fixed feature extractor
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (perceptual, style)."""
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred_features, target_features = self.extract(pred), self.extract(target)
+            perceptual = sum(F.l1_loss(p, t) for p, t in zip(pred_features, target_features))
+            style = sum(F.l1_loss(gram_matrix(p), gram_matrix(t)) for p, t in zip(pred_features, target_features))
+        return perceptual, style
