@@ -151,3 +151,28 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     run_tool("train.py", *GARNET_TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=2",
              "trainer.val_check_interval=2", f"hydra.run.dir={run_dir}")
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.parametrize("size", [(97, 131), (200, 75)])
+def test_infer_keeps_size_and_aspect_of_odd_non_square_inputs(garnet_run, tmp_path, size):
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import write_image
+
+    height, width = size
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "in" / "poster.jpg", rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 4 : height // 2, width // 5 : width // 2] = 255
+    write_image(tmp_path / "masks" / "poster.png", mask)
+    weights = str(garnet_run / "checkpoints" / "last.ckpt")
+    for extra, out in (([], "native"), (["--set", "inference_size=64"], "resized")):  # native size; resized and back
+        run_tool("infer.py", "--model", "garnet", "--weights", weights, "--input", str(tmp_path / "in"),
+                 "--mask", str(tmp_path / "masks"), "--out", str(tmp_path / out), *extra)
+        with Image.open(tmp_path / out / "poster.png") as result:
+            assert result.size == (width, height)
+            output = np.asarray(result, dtype=np.int16)
+        original = np.asarray(Image.open(tmp_path / "in" / "poster.jpg"), dtype=np.int16)
+        assert np.abs(output - original)[mask == 0].max() <= 1  # untouched outside the mask (8-bit rounding)
+        assert np.abs(output - original)[mask > 0].mean() > 1

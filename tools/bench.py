@@ -4,6 +4,8 @@
     python tools/bench.py --model deeperaser --size 256 --mode channels_last --out benchmarks/deeperaser_cpu.json
     python tools/bench.py --model deeperaser --size 256 --reference /path/to/DeepEraser/model.py:DeepEraser \
         --reference-kwargs '{"test_mode": true}' --compare   # ours vs the official code, interleaved
+    python tools/bench.py --model garnet --size 512 --reference /path/to/garnet/CODE/model.py:GaRNet \
+        --reference-init '{"in_channels": 3}' --reference-input concat --compare
 
 Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
 (torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
@@ -40,6 +42,17 @@ def load_reference(spec: str, kwargs: dict) -> torch.nn.Module:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return getattr(module, cls_name)(**kwargs)
+
+
+class ConcatInput(torch.nn.Module):
+    """Calls a reference network that takes one 4-channel tensor [image in [-1,1], mask]."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.net(torch.cat([image * 2 - 1, mask], dim=1), **kwargs)
 
 
 def peak_memory_mb(device: str) -> float:
@@ -156,6 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--reference", default=None, help="file.py:Class of another implementation to time instead")
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
+    parser.add_argument("--model-kwargs", default="{}", help='JSON architecture kwargs, e.g. {"inference_size": null}')
+    parser.add_argument("--reference-init", default="{}", help="JSON kwargs for the reference constructor")
+    parser.add_argument("--reference-input", choices=("image_mask", "concat"), default="image_mask",
+                        help="how the reference takes its input: (image, mask), or one tensor [2·image − 1, mask] (GaRNet/EnsNet style)")
     parser.add_argument("--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
     args = parser.parse_args(argv)
@@ -169,10 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     steps = {}
     if args.reference:
-        reference = load_reference(args.reference, {})
-        steps["reference"] = make_step(reference, args, json.loads(args.reference_kwargs))
+        reference = load_reference(args.reference, json.loads(args.reference_init))
+        steps["reference"] = make_step(ConcatInput(reference) if args.reference_input == "concat" else reference, args, json.loads(args.reference_kwargs))
     if not args.reference or args.compare:
-        ours = zoo.create_model(args.model)
+        ours = zoo.create_model(args.model, **json.loads(args.model_kwargs))
         if args.reference:  # same weights as the reference (its key names are the official ones)
             zoo.load_weights(ours, args.model, _save_state(reference), progress=False)
         steps = {"rezoo": make_step(ours, args), **steps}
