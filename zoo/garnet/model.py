@@ -222,16 +222,18 @@ class GaRNet(nn.Module):
             size = (self.inference_size, self.inference_size)
             net_image = F.interpolate(image, size=size, mode="bilinear", align_corners=False) if (height, width) != size else image
             net_mask = F.interpolate(mask, size=size, mode="nearest") if (height, width) != size else mask
-            output = (self.forward_train(net_image, net_mask).full.clamp(-1, 1) + 1) / 2
+            output = self.forward_train(net_image, net_mask).full.clamp(-1, 1).add_(1).mul_(0.5)
             if (height, width) != size:
                 output = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
         else:
             pad_h, pad_w = -height % STRIDE, -width % STRIDE
-            padded_image = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
-            padded_mask = F.pad(mask, (0, pad_w, 0, pad_h))
-            output = (self.forward_train(padded_image, padded_mask).full.clamp(-1, 1) + 1) / 2
-            output = output[..., :height, :width]
-        return (output * mask + image * (1 - mask)).clamp(0, 1)
+            if pad_h or pad_w:
+                padded_image = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+                padded_mask = F.pad(mask, (0, pad_w, 0, pad_h))
+            else:
+                padded_image, padded_mask = image, mask
+            output = self.forward_train(padded_image, padded_mask).full[..., :height, :width].clamp(-1, 1).add_(1).mul_(0.5)
+        return torch.lerp(image, output, mask)  # output inside the mask, the input outside
 
 
 class PatchDiscriminator(nn.Module):
