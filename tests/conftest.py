@@ -36,6 +36,14 @@ def run_tool(script: str, *args: str, cwd: Path | None = None, check: bool = Tru
     return result
 
 
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv (CSV logger)."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
 def write_image(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path)

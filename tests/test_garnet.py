@@ -1,14 +1,13 @@
 """GaRNet: official layout and loading, eval forward, batch-max quirk, adversarial training mechanics."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
 import zoo
-from tests.conftest import run_tool
+from tests.conftest import read_metrics, run_tool
 from zoo.common.gan import discriminator_state
 from zoo.garnet.model import PatchDiscriminator
 from zoo.garnet.module import locality_labels, roi_target, stroke_masks
@@ -30,10 +29,6 @@ OFFICIAL_SHAPES = {
     "convs_2.weight": (3, 64, 1, 1),
 }
 
-
-def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_parameter_count_keys_and_frozen_mask_branch():

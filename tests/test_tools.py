@@ -2,7 +2,6 @@
 fine-tuning on a folder, bad samples, DDP on two CPU processes."""
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -14,12 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 
 import zoo
-from tests.conftest import ROOT, TINY_TRAIN, run_tool, write_image
+from tests.conftest import ROOT, TINY_TRAIN, read_metrics, run_tool, write_image
 
-
-def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

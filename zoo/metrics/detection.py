@@ -54,18 +54,32 @@ class ImageMatch:
     det_count: int
 
 
+def ignored_sets(
+    gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None,
+    covered: Callable[[np.ndarray, np.ndarray], float], threshold: float,
+) -> tuple[set[int], set[int]]:
+    """Don't-care GT indices, and the detections whose area lies more than ``threshold`` inside one
+    (``covered(gt, det)`` = intersection / detection area)."""
+    ignored_gt = {i for i, flag in enumerate(dont_care or []) if flag}
+    ignored_det = {j for j, d in enumerate(det) if any(covered(gt[i], d) > threshold for i in ignored_gt)}
+    return ignored_gt, ignored_det
+
+
+def _rectangle_coverage(g: np.ndarray, d: np.ndarray) -> float:
+    area = _inclusive_area(d)
+    return _inclusive_intersection(g, d) / area if area > 0 else 0.0
+
+
+def _polygon_coverage(g: np.ndarray, d: np.ndarray) -> float:
+    area = polygon_area(d)
+    return polygon_area(_clip(g, d)) / area if area > 0 else 0.0
+
+
 def deteval_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None) -> ImageMatch:
     """ICDAR 2013 DetEval on one image (rectangles, inclusive pixel areas)."""
     gt = [to_rectangle(g) for g in gt]
     det = [to_rectangle(d) for d in det]
-    dont_care = list(dont_care) if dont_care is not None else [False] * len(gt)
-    ignored_gt = {i for i, flag in enumerate(dont_care) if flag}
-    ignored_det = set()
-    for j, d in enumerate(det):
-        for i in ignored_gt:
-            if _inclusive_area(d) > 0 and _inclusive_intersection(gt[i], d) / _inclusive_area(d) > DETEVAL_PRECISION:
-                ignored_det.add(j)
-                break
+    ignored_gt, ignored_det = ignored_sets(gt, det, dont_care, _rectangle_coverage, DETEVAL_PRECISION)
     recall_credit = precision_credit = 0.0
     if gt and det:
         inter = np.array([[_inclusive_intersection(g, d) for d in det] for g in gt])
@@ -171,15 +185,7 @@ def iou_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Se
     """ICDAR 2015 rule on one image: greedy one-to-one matches with IoU > 0.5."""
     gt = [_as_polygon(g) for g in gt]
     det = [_as_polygon(d) for d in det]
-    dont_care = list(dont_care) if dont_care is not None else [False] * len(gt)
-    ignored_gt = {i for i, flag in enumerate(dont_care) if flag}
-    ignored_det = set()
-    for j, d in enumerate(det):
-        area = polygon_area(d)
-        for i in ignored_gt:
-            if area > 0 and polygon_area(_clip(gt[i], d)) / area > DONT_CARE_OVERLAP:
-                ignored_det.add(j)
-                break
+    ignored_gt, ignored_det = ignored_sets(gt, det, dont_care, _polygon_coverage, DONT_CARE_OVERLAP)
     gt_done, det_done, matches = set(), set(), 0
     for i in range(len(gt)):
         for j in range(len(det)):
