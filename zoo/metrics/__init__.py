@@ -17,11 +17,33 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10 * torch.log10(data_range**2 / mse.clamp(min=MIN_MSE))
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:
-    coords = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+def gaussian_kernel(size: int, sigma: float, dtype: torch.dtype = torch.float32, centered: bool = True) -> torch.Tensor:
+    """(size, size) Gaussian normalised to sum 1. ``centered=False`` uses the ``mgrid[-size//2+1 :
+    size//2+1]`` offsets of the MATLAB-port scripts (EraseNet's), which differ for even sizes only."""
+    if centered:
+        coords = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    else:
+        coords = torch.arange((-size) // 2 + 1, size // 2 + 1, dtype=dtype)
+    g = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim_maps(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel SSIM and contrast-structure maps of (B,C,H,W) images: 'valid' filtering with the
+    2-D ``kernel``, K1 = 0.01, K2 = 0.03 (Wang et al. 2004)."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    channels = x.shape[1]
+    weight = kernel.to(x).expand(channels, 1, *kernel.shape).contiguous()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, weight, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    cs = (2 * cov + c2) / (var_x + var_y + c2)
+    return (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs, cs
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -30,15 +52,5 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, wind
     of their size."""
     pred, target = pred.float(), target.float()
     window = min(window, pred.shape[-1], pred.shape[-2])
-    kernel = _gaussian_window(window, sigma, pred.shape[1], pred.device)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, kernel, groups=pred.shape[1])
-
-    mu_p, mu_t = blur(pred), blur(target)
-    var_p = blur(pred * pred) - mu_p**2
-    var_t = blur(target * target) - mu_t**2
-    cov = blur(pred * target) - mu_p * mu_t
-    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    ssim_map, _ = ssim_maps(pred, target, gaussian_kernel(window, sigma), data_range)
     return ssim_map.flatten(1).mean(dim=1)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from zoo.metrics import gaussian_kernel, ssim_maps
+
 LUMA = (0.299, 0.587, 0.114)
 EP_THRESHOLD = 20  # pEPs: |ΔY| > 20 on the 0-255 scale
 EP_DENOMINATOR = 512 * 512  # the script divides by 512·512 whatever the image size
@@ -29,31 +31,6 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
     return LUMA[0] * rgb[:, 0] + LUMA[1] * rgb[:, 1] + LUMA[2] * rgb[:, 2]
 
 
-def gaussian_kernel(size: int, sigma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """MATLAB ``fspecial('gaussian', size, sigma)`` (odd or even ``size``), normalised to sum 1."""
-    coords = torch.arange((-size) // 2 + 1, size // 2 + 1, dtype=dtype)  # the scripts' mgrid range
-    g = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _ssim_maps(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel SSIM and contrast-structure maps of (B,C,H,W) images, 'valid' Gaussian filter (K1 0.01, K2 0.03)."""
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    channels = x.shape[1]
-    weight = kernel.to(x).expand(channels, 1, *kernel.shape).contiguous()
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, weight, groups=channels)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    cs = (2 * cov + c2) / (var_x + var_y + c2)
-    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs
-    return ssim_map, cs
-
-
 def erasenet_mssim(pred_y255: torch.Tensor, gt_y255: torch.Tensor) -> torch.Tensor:
     """MSSIM exactly as EraseNet's script computes it, on (B,H,W) luma in [0,255].
 
@@ -63,8 +40,8 @@ def erasenet_mssim(pred_y255: torch.Tensor, gt_y255: torch.Tensor) -> torch.Tens
     this number (×100).
     """
     x, y = gt_y255.double()[:, None], pred_y255.double()[:, None]
-    kernel = gaussian_kernel(min(x.shape[-2], 11), 1.5)
-    ssim_map, cs = _ssim_maps(x, y, kernel, 255.0)
+    kernel = gaussian_kernel(min(x.shape[-2], 11), 1.5, torch.float64, centered=False)
+    ssim_map, cs = ssim_maps(x, y, kernel, 255.0)
     ssim_mean, cs_mean = ssim_map.flatten(1).mean(1), cs.flatten(1).mean(1)
     cs_term = cs_mean.abs() ** sum(MSSIM_WEIGHTS[:4])
     return cs_term * torch.sign(ssim_mean) * ssim_mean.abs() ** MSSIM_WEIGHTS[4]
@@ -77,7 +54,7 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -
     x, y = pred.double(), target.double()
     values = []
     for level, weight in enumerate(MSSIM_WEIGHTS):
-        ssim_map, cs = _ssim_maps(x, y, gaussian_kernel(min(11, x.shape[-1], x.shape[-2]), 1.5), data_range)
+        ssim_map, cs = ssim_maps(x, y, gaussian_kernel(min(11, x.shape[-1], x.shape[-2]), 1.5, torch.float64), data_range)
         term = (ssim_map if level == len(MSSIM_WEIGHTS) - 1 else cs).flatten(1).mean(1)
         values.append(term.clamp(min=0) ** weight)
         if level < len(MSSIM_WEIGHTS) - 1:
@@ -124,9 +101,7 @@ def garnet_ssim(pred_y255: torch.Tensor, gt_y255: torch.Tensor) -> torch.Tensor:
     factor = max(1, round(min(x.shape[-2:]) / 256))
     if factor > 1:
         x, y = F.avg_pool2d(x, factor), F.avg_pool2d(y, factor)
-    coords = torch.arange(11, dtype=torch.float32) - 5
-    g = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / (2 * 1.5**2))
-    ssim_map, _ = _ssim_maps(x, y, g / g.sum(), 1.0)
+    ssim_map, _ = ssim_maps(x, y, gaussian_kernel(11, 1.5), 1.0)
     return ssim_map.flatten(1).mean(1).double()
 
 
