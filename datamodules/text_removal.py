@@ -3,7 +3,8 @@
 Each dataset module turns its on-disk layout into :class:`TextRecord` s; :class:`TextRemovalDataset`
 reads them into samples of the batch contract: ``image``, ``target`` (when the split has ground truth),
 ``mask`` (1 = text: filled polygons/boxes, or derived from |image − target|), ``boxes`` (N,4 xyxy, the
-bounding rectangles of the text instances) and ``name``.
+bounding rectangles of the text instances), ``name`` and ``original_size`` ((2,) H, W of the file
+before resizing: to map annotations in file pixels, e.g. PosterErase's ``place``, or outputs back).
 
 Geometry: evaluation resizes to a fixed size (the protocols' 512 px, or keeps native size with
 ``size=None``); training resizes to ``size`` then takes a random ``crop_size`` crop and flips, moving
@@ -219,6 +220,7 @@ class TextRemovalDataset(SampleDataset):
     def load(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image = read_image(record.image)
+        original_size = torch.tensor(image.shape[:2])
         target = read_image(record.target) if record.target is not None else None
         if target is not None and target.shape != image.shape:
             if not record.resize_target:
@@ -243,7 +245,10 @@ class TextRemovalDataset(SampleDataset):
             out = self.transform(**self._transform_inputs(image, target, mask, boxes))
             image, target, mask = out["image"], out.get("target"), out["mask"]
             boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
-        sample = {"image": to_tensor(image), "mask": torch.from_numpy((mask > 127).astype(np.float32)[None]), "boxes": torch.from_numpy(boxes), "name": record.name}
+        sample = {
+            "image": to_tensor(image), "mask": torch.from_numpy((mask > 127).astype(np.float32)[None]), "boxes": torch.from_numpy(boxes),
+            "name": record.name, "original_size": original_size,
+        }
         if target is not None:
             sample["target"] = to_tensor(target)
         sample.update(record.extra)

@@ -41,11 +41,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.protocol:
         from zoo.metrics.text_removal import ProtocolScorer
 
-        module.scorer = ProtocolScorer(cfg.protocol, composite=cfg.composite)
+        module.scorers[cfg.protocol] = ProtocolScorer(cfg.protocol, composite=cfg.composite)
+    if cfg.fid:
+        from zoo.metrics.fid import FIDInception, FIDScorer
+
+        module.scorers["test"] = FIDScorer(FIDInception(cfg.fid_weights))
     trainer.test(module, datamodule=datamodule)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
-    if module.scorer is not None:
-        metrics.update({f"{cfg.protocol}/{key}": value for key, value in module.scorer.compute().items()})
+    for name, scorer in module.scorers.items():
+        metrics.update({f"{name}/{key}": value for key, value in scorer.compute().items()})
     result = {"model": cfg.model_name, "checkpoint": str(cfg.checkpoint), "data": cfg.data.get("_target_"), "metrics": metrics}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))

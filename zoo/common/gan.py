@@ -96,6 +96,13 @@ class AdversarialModule(RestorationModule):
         """Training inputs/targets from a loader batch (e.g. RoI targets); identity by default."""
         return batch
 
+    def after_generator_step(self, batch: dict[str, Any], outputs: Any) -> None:
+        """Extra updates after each generator step (STE: mask critic, policy); none by default."""
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers after the generator's and the discriminator's (no schedule), for ``after_generator_step``."""
+        return []
+
     # ------------------------------------------------------------------ training
     @property
     def adversarial(self) -> bool:
@@ -114,7 +121,7 @@ class AdversarialModule(RestorationModule):
         if not batch:
             return None
         batch = self.prepare_batch(batch)
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()[:2]
         adversarial = self.adversarial
         outputs = self.generate(batch)
         size = len(batch["image"])
@@ -129,6 +136,7 @@ class AdversarialModule(RestorationModule):
             scheduler.step()
         self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=size)
         self.log_dict({f"train/{name}": value.detach() for name, value in losses.items()}, batch_size=size)
+        self.after_generator_step(batch, outputs)
 
     def lr_schedulers(self) -> list:
         schedulers = super().lr_schedulers()
@@ -140,7 +148,8 @@ class AdversarialModule(RestorationModule):
         total = self.trainer.estimated_stepping_batches
         opt_g = build_optimizer(self.net.parameters(), self.hparams.optimizer)
         opt_d = build_optimizer(self.discriminator.parameters(), self.hparams.discriminator_optimizer or self.hparams.optimizer)
+        optimizers = [opt_g, opt_d, *self.extra_optimizers()]
         schedulers = [build_scheduler(opt, self.hparams.scheduler, total) for opt in (opt_g, opt_d)]
         if schedulers[0] is None:
-            return [opt_g, opt_d]
-        return [opt_g, opt_d], schedulers
+            return optimizers
+        return optimizers, schedulers

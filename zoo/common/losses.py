@@ -12,6 +12,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def load_vgg16_state(weights: str | os.PathLike | None) -> dict[str, torch.Tensor]:
+    """torchvision's VGG16 ImageNet state_dict from a local file, or downloaded once (``None``)."""
+    if weights is None:
+        from zoo.weights import download
+
+        weights = download(VGG16_URL, None, "vgg16-397923af.pth")
+    return torch.load(weights, map_location="cpu", weights_only=True)
+
+
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |pred − target| over the pixels where ``mask`` is set (all channels); 0 for an empty mask."""
     weights = mask.expand_as(pred).float()
@@ -27,13 +36,15 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 class VGGFeatureLoss(nn.Module):
     """Perceptual (L1 of VGG16 pool1/pool2/pool3 features) and style (L1 of their Gram matrices) losses,
-    as EraseNet/STE. Inputs RGB in [0,1]. ``weights``: a local torchvision ``vgg16`` state_dict, ``None``
-    to download torchvision's ImageNet weights once into the zoo cache, or ``"random"`` (tests)."""
+    as EraseNet/STE. Inputs RGB in [0,1], ImageNet-normalised first unless ``normalize=False`` (EraseNet
+    and STE feed [0,1] images to VGG as they are). ``weights``: a local torchvision ``vgg16`` state_dict,
+    ``None`` to download torchvision's ImageNet weights once into the zoo cache, or ``"random"`` (tests)."""
 
     STAGES = (4, 9, 16)  # pool1, pool2, pool3 in torchvision's vgg16.features
 
-    def __init__(self, weights: str | os.PathLike | None = None):
+    def __init__(self, weights: str | os.PathLike | None = None, normalize: bool = True):
         super().__init__()
+        self.normalize = normalize
         layers = []
         in_channels = 3
         for spec in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M"):
@@ -43,20 +54,23 @@ class VGGFeatureLoss(nn.Module):
                 layers += [nn.Conv2d(in_channels, spec, 3, padding=1), nn.ReLU(inplace=True)]
                 in_channels = spec
         self.features = nn.Sequential(*layers)  # torchvision's vgg16.features[:17], same indices
-        if weights != "random":
-            if weights is None:
-                from zoo.weights import download
-
-                weights = download(VGG16_URL, None, "vgg16-397923af.pth")
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < len(layers)}
-            self.features.load_state_dict(state)
+        self.weights = weights
+        self.loaded = weights == "random"  # real weights are read at the first use (not to evaluate or test configs)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
 
+    def load_weights(self) -> None:
+        """Read the VGG16 weights into the layers (downloading them once when ``weights`` is None)."""
+        state = load_vgg16_state(self.weights)
+        count = len(self.features)
+        self.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < count})
+        self.loaded = True
+
     def extract(self, image: torch.Tensor) -> list[torch.Tensor]:
-        x = (image.float() - self.mean) / self.std
+        if not self.loaded:
+            self.load_weights()
+        x = (image.float() - self.mean) / self.std if self.normalize else image.float()
         stages = []
         for index, layer in enumerate(self.features):
             x = layer(x)

@@ -82,7 +82,7 @@ class RestorationModule(L.LightningModule):
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
         self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in ("val", "test") for name in METRICS})
         self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
-        self.scorer = None  # set by tools/eval.py: a zoo.metrics.text_removal.ProtocolScorer for the test set
+        self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, ...), compute())
 
     # ------------------------------------------------------------------ inference
     @property
@@ -123,8 +123,9 @@ class RestorationModule(L.LightningModule):
                     self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "psnr", batch_size=len(values))
         if batch_idx == 0 and not self.trainer.sanity_checking:
             self._log_samples(batch, output, stage)
-        if stage == "test" and self.scorer is not None and "target" in batch:
-            self.scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"))
+        if stage == "test" and "target" in batch:
+            for scorer in self.scorers.values():
+                scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"))
         if stage == "test" and self.save_dir is not None:
             for name, image in zip(batch["name"], output):
                 save_image(image, self.save_dir / f"{Path(name).stem}.png")

@@ -1,11 +1,13 @@
 """Optimizer and step-based learning-rate schedule from plain config dicts.
 
 ``optimizer``: ``{name: adamw|adam|sgd, lr, weight_decay, betas, ...}`` (extra keys go to torch).
-``scheduler``: ``{name: cosine|onecycle|constant, ...}``, a factor on the lr per optimizer step:
+``scheduler``: ``{name: cosine|onecycle|linear|constant, ...}``, a factor on the lr per optimizer step:
 
 * ``cosine``: linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio``;
 * ``onecycle``: cosine rise from lr/``div_factor`` over ``pct_start`` of the run, then cosine decay
-  to lr/(``div_factor``·``final_div_factor``) (OneCycleLR's learning-rate shape, without momentum cycling).
+  to lr/(``div_factor``·``final_div_factor``) (OneCycleLR's learning-rate shape, without momentum cycling);
+* ``linear``: constant for the first ``decay_start`` fraction of the run, then linear decay to 0
+  (pix2pix's/STE's "linear" policy: 100 constant + 100 decaying epochs = ``decay_start: 0.5``).
 
 Both are functions of (step, total steps), recomputed from the current run's length: a resumed run
 with a larger ``max_steps`` stretches the remaining schedule instead of failing.
@@ -47,7 +49,10 @@ def lr_factor(config: dict[str, Any], total_steps: int) -> Callable[[int], float
         initial = 1.0 / float(config.get("div_factor", 25.0))
         final = initial / float(config.get("final_div_factor", 1e4))
         return lambda step: _cosine_between(initial, 1.0, step / rise) if step < rise else _cosine_between(1.0, final, (step - rise) / max(1, total_steps - rise))
-    raise ValueError(f"scheduler.name must be cosine, onecycle or constant, got {name!r}")
+    if name == "linear":
+        start = int(float(config.get("decay_start", 0.5)) * total_steps)
+        return lambda step: 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, total_steps - start))
+    raise ValueError(f"scheduler.name must be cosine, onecycle, linear or constant, got {name!r}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: int) -> dict[str, Any] | None:

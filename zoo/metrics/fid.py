@@ -149,3 +149,23 @@ def folder_features(paths: Iterable[Path], extractor: Callable[[torch.Tensor], t
 def fid(pred_paths: Iterable[Path], gt_paths: Iterable[Path], extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 50) -> float:
     """FID between two sets of image files."""
     return frechet_distance(*statistics(folder_features(pred_paths, extractor, batch_size)), *statistics(folder_features(gt_paths, extractor, batch_size)))
+
+
+class FIDScorer:
+    """FID of a test run, accumulated batch by batch: outputs (rounded to 8 bits, as saved files) vs
+    ground truths, both through ``extractor`` (an :class:`FIDInception`); ``compute() -> {"fid": ...}``."""
+
+    def __init__(self, extractor: torch.nn.Module):
+        self.extractor = extractor
+        self.features: dict[str, list[np.ndarray]] = {"pred": [], "gt": []}
+
+    def update(self, output: torch.Tensor, target: torch.Tensor, *unused: object) -> None:
+        from zoo.metrics.text_removal import quantize
+
+        self.extractor.to(output.device)
+        for key, images in (("pred", quantize(output)), ("gt", quantize(target))):
+            self.features[key].append(self.extractor(images).double().cpu().numpy())
+
+    def compute(self) -> dict[str, float]:
+        pred, gt = (np.concatenate(self.features[k]) for k in ("pred", "gt"))
+        return {"fid": frechet_distance(*statistics(pred), *statistics(gt))}
