@@ -265,3 +265,16 @@ def test_vgg_weights_are_read_from_a_local_file_at_first_use(tmp_path):
     assert torch.allclose(loss.extract(image)[2], unnormalised)
     assert loss.loaded and torch.equal(loss.features[0].weight, reference.features[0].weight)
     assert not torch.allclose(reference.extract(image)[2], unnormalised)  # the default normalises
+
+
+@pytest.mark.parametrize("mode", ["random", "conditioned"])
+def test_random_and_image_conditioned_policies_train(mode, tmp_path):
+    run = tmp_path / mode
+    run_tool("train.py", *STE_TINY, f"model.policy.mode={mode}", "model.policy.feature_weights=random", "trainer.max_steps=2", f"run_dir={run}")
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    rows = read_metrics(run)
+    if mode == "random":  # uniform styles, nothing to learn
+        assert not any(k.startswith("controller.") for k in state) and not any(r.get("train/policy_loss") for r in rows)
+    else:  # one style per image from its VGG16 feature, and REINFORCE updates of the controller
+        assert "controller.project.weight" in state
+        assert any(r.get("train/reward_difficulty") for r in rows) and any(r.get("train/policy_loss") for r in rows)

@@ -6,6 +6,7 @@
         --reference-kwargs '{"test_mode": true}' --compare   # ours vs the official code, interleaved
     python tools/bench.py --model garnet --size 512 --reference /path/to/garnet/CODE/model.py:GaRNet \
         --reference-init '{"in_channels": 3}' --reference-input concat --compare
+    python tools/bench.py --model ste --size 512 --reference /path/to/STE/models/src/erase/sa_gan.py:STRnet2 --reference-input image --compare
 
 Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
 (torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
@@ -55,10 +56,24 @@ class ConcatInput(torch.nn.Module):
         return self.net(torch.cat([image * 2 - 1, mask], dim=1), **kwargs)
 
 
+class ImageOnly(torch.nn.Module):
+    """Calls a reference network that takes the image alone (STE/EraseNet predict their own mask)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.net(image, **kwargs)
+
+
 def peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak RSS of the process (Linux: KiB)
+
+
+REFERENCE_INPUTS = {"image_mask": lambda net: net, "concat": ConcatInput, "image": ImageOnly}
 
 
 def make_inputs(batch: int, size: int, device: str, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,8 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
     parser.add_argument("--model-kwargs", default="{}", help='JSON architecture kwargs, e.g. {"inference_size": null}')
     parser.add_argument("--reference-init", default="{}", help="JSON kwargs for the reference constructor")
-    parser.add_argument("--reference-input", choices=("image_mask", "concat"), default="image_mask",
-                        help="how the reference takes its input: (image, mask), or one tensor [2·image − 1, mask] (GaRNet/EnsNet style)")
+    parser.add_argument("--reference-input", choices=tuple(REFERENCE_INPUTS), default="image_mask",
+                        help="how the reference takes its input: (image, mask); one tensor [2·image − 1, mask] (GaRNet/EnsNet style); the image alone (STE)")
     parser.add_argument("--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights")
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
     args = parser.parse_args(argv)
@@ -187,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = {}
     if args.reference:
         reference = load_reference(args.reference, json.loads(args.reference_init))
-        steps["reference"] = make_step(ConcatInput(reference) if args.reference_input == "concat" else reference, args, json.loads(args.reference_kwargs))
+        steps["reference"] = make_step(REFERENCE_INPUTS[args.reference_input](reference), args, json.loads(args.reference_kwargs))
     if not args.reference or args.compare:
         ours = zoo.create_model(args.model, **json.loads(args.model_kwargs))
         if args.reference:  # same weights as the reference (its key names are the official ones)

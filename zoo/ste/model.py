@@ -123,7 +123,7 @@ class STEOutput:
     half: torch.Tensor  # x_o2, coarse output at 1/2
     coarse: torch.Tensor  # x_o_unet, coarse output at full size
     refined: torch.Tensor  # the final output
-    mask_logits: torch.Tensor  # mm, 3-channel text-mask logits (1 = text)
+    mask_logits: torch.Tensor | None  # mm, 3-channel text-mask logits (1 = text); None without the mask branch
     mask_features: torch.Tensor  # x_mask, res6 features (1/16), read by the mask critic
 
 
@@ -184,8 +184,9 @@ class STEEraser(MaskDecoder):
         self.c1 = nn.Conv2d(w, 2 * w, 1)
         self.c2 = nn.Conv2d(2 * w, 4 * w, 1)
 
-    def forward_train(self, image: torch.Tensor) -> STEOutput:
-        """All outputs for the losses; H and W must be multiples of 32."""
+    def forward_train(self, image: torch.Tensor, mask_branch: bool = True) -> STEOutput:
+        """All outputs for the losses; H and W must be multiples of 32. ``mask_branch=False`` skips the
+        mask decoder (inference with a given mask or without compositing: ~10 % less compute)."""
         x = self.conva(self.conv1(image))
         skip1 = x
         x = self.res1(self.convb(x))
@@ -203,7 +204,7 @@ class STEEraser(MaskDecoder):
         x = self.deconv4(torch.cat([self.lateral_connection3(skip2), x], dim=1))
         half = self.conv_o2(x)
         coarse = self.deconv5(torch.cat([self.lateral_connection4(skip1), x], dim=1))
-        mask_logits = self.decode(mask_features, (skip4, skip3, skip2, skip1))
+        mask_logits = self.decode(mask_features, (skip4, skip3, skip2, skip1)) if mask_branch else None
         x = self.coarse_convc(self.coarse_convb(self.coarse_conva(coarse)))
         refine1 = x
         x = self.coarse_convf(self.coarse_conve(self.coarse_convd(x)))
@@ -234,13 +235,14 @@ class STEEraser(MaskDecoder):
         padded = image
         if pad_h or pad_w:
             padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
-        outputs = self.forward_train(padded)
+        predicted = mask is None and composite == "predicted"
+        outputs = self.forward_train(padded, mask_branch=predicted)
         refined = outputs.refined[..., :height, :width].clamp(0, 1)
         if mask is not None:
             if mask.shape[-2:] != image.shape[-2:]:
                 raise ValueError(f"mask must be (B,1,H,W) matching image {tuple(image.shape)}; got {tuple(mask.shape)}")
             return torch.lerp(image, refined, (mask > 0.5).to(image.dtype))
-        if composite == "predicted":
+        if predicted:
             return torch.lerp(image, refined, self.text_region(outputs.mask_logits[..., :height, :width]))
         return refined
 
