@@ -8,7 +8,9 @@ Layout as distributed (six archives)::
     root/erase_<k>/train/*.png    train posters, spread over erase_1 ... erase_6
     root/erase_1/{valid,test}/*.png
 
-Paths in the split files are relative to whichever ``erase_<k>/`` holds them. The JSON's ``mask``
+Paths in the split files are relative to whichever ``erase_<k>/`` holds them. The STE repository's
+example folder (``examples/poster/``: the split files, ``train/``, ``valid/``, ``test/`` directly under
+the root) is read too: a root without ``erase_1/`` is taken as one archive. The JSON's ``mask``
 field lists the text boxes as ``x1,x2,y1,y2;`` (**x1, x2 first**); ``place`` (OCR'd text and candidate
 placements) is passed through as the sample's ``place`` for STE's synthesis.
 
@@ -70,6 +72,8 @@ class PosterEraseDataModule(TextRemovalDataModule):
     ):
         super().__init__(root, size=size, train_size=train_size, val_split=val_split, **kwargs)
         self.composite_target = composite_target
+        single = not (self.root / ARCHIVES[0]).is_dir() and any((self.root / f).is_file() for f in SPLIT_FILES.values())
+        self.archives = [self.root] if single else [self.root / archive for archive in ARCHIVES]
         self._files: dict[str, Path] = {}
         self._listed: set[str] = set()
 
@@ -79,8 +83,8 @@ class PosterEraseDataModule(TextRemovalDataModule):
         folder = str(Path(relative).parent)
         if folder not in self._listed:
             self._listed.add(folder)
-            for archive in ARCHIVES:
-                directory = self.root / archive / folder
+            for archive in self.archives:
+                directory = archive / folder
                 if directory.is_dir():
                     for path in directory.iterdir():
                         self._files.setdefault((Path(folder) / path.name).as_posix(), path)
@@ -96,7 +100,7 @@ class PosterEraseDataModule(TextRemovalDataModule):
         return None
 
     def records(self, split: str) -> list[TextRecord]:
-        split_file = self.root / "erase_1" / SPLIT_FILES[split]
+        split_file = self.archives[0] / SPLIT_FILES[split]
         if not split_file.is_file():
             raise layout_error(self.root, LAYOUT, f"missing split file {split_file}")
         records, missing = [], []
@@ -113,7 +117,7 @@ class PosterEraseDataModule(TextRemovalDataModule):
                 raise ValueError(f"{source}: the third column is not JSON ({error})") from None
             image = self._find(columns[1])
             if image is None:
-                missing.append(f"{source}: {columns[1]} not found under {self.root}/erase_<k>/")
+                missing.append(f"{source}: {columns[1]} not found under {' or '.join(str(a) for a in self.archives[:2])}{' ...' if len(self.archives) > 2 else ''}")
                 continue
             target = None
             if split != "train":

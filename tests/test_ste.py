@@ -229,11 +229,11 @@ def test_train_logs_rewards_and_resume_restores_the_policy(tmp_path):
 def test_posterase_recipe_trains_without_ground_truth_and_evaluates_fid(tmp_path):
     from zoo.metrics.fid import _build_tf_inception
 
-    root = make_posterase(tmp_path / "poster")
-    split = root / "erase_1" / "ps_test.txt"  # a second test poster: FID needs two images per set
+    root = make_posterase(tmp_path / "poster", archives=False)  # STE's examples/poster layout
+    split = root / "ps_test.txt"  # a second test poster: FID needs two images per set
     line = split.read_text(encoding="utf-8").splitlines()[0].split("\t")
     for name in ("1.png", "1_g.png"):
-        (root / "erase_1" / "test" / name).write_bytes((root / "erase_1" / "test" / name.replace("1", "0")).read_bytes())
+        (root / "test" / name).write_bytes((root / "test" / name.replace("1", "0")).read_bytes())
     split.write_text(split.read_text(encoding="utf-8") + "\t".join(["9", "test/1.png", line[2], "test/1_g.png"]) + "\n", encoding="utf-8")
     small = ["data.size=[96,64]", "data.train_size=[96,64]", "data.num_workers=0", "model.vgg_weights=random",
              "model.discriminator.num_layers=4", "model.policy.update_every=1", "model.policy.update_batches=1"]

@@ -157,6 +157,14 @@ def test_posterase_boxes_order_splits_and_ground_truth(tmp_path):
     assert released["target"][:, :3].max() == 0  # the retouched rows of the released ground truth
 
 
+def test_posterase_reads_the_ste_example_folder(tmp_path):
+    root = make_posterase(tmp_path / "poster", archives=False)  # examples/poster: no erase_<k>/ level
+    dm = PosterEraseDataModule(str(root), size=(96, 64), train_size=(96, 64), hflip=False)
+    train, valid = dm.build_dataset("train"), dm.build_dataset("val")
+    assert len(train) == 2 and len(valid) == 1 and "target" in valid[0]
+    assert train[0]["original_size"].tolist() == [POSTER_H, POSTER_W] and train[0]["image"].shape == (3, 96, 64)
+
+
 def test_posterase_missing_files_are_listed(tmp_path):
     root = make_posterase(tmp_path / "PosterErase")
     (root / "erase_2" / "train" / "1.png").unlink()

@@ -188,3 +188,28 @@ def test_eval_on_scut_enstext_prints_the_protocol_table_that_score_reproduces(tm
     assert scores["count"] == 3
     for key in ("psnr", "mssim", "mse", "age", "peps", "pceps"):  # in memory (8-bit outputs) == from the saved files
         assert metrics[f"erasenet/{key}"] == pytest.approx(scores[key], rel=1e-6, abs=1e-9), key
+
+
+class ColourStatistics(torch.nn.Module):
+    """A stand-in feature extractor: per-channel means and standard deviations on a 2x2 grid (24-d)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cells = torch.nn.functional.adaptive_avg_pool2d(images, 2).flatten(1)
+        spread = torch.nn.functional.adaptive_avg_pool2d(images**2, 2).flatten(1) - cells**2
+        return torch.cat([cells, spread], 1)
+
+
+def test_fid_scorer_accumulated_in_batches_equals_fid_of_the_saved_files(tmp_path):
+    from zoo.common.module import save_image
+    from zoo.metrics.fid import FIDScorer, fid
+
+    generator = torch.Generator().manual_seed(0)
+    outputs, targets = torch.rand(40, 3, 16, 16, generator=generator), torch.rand(40, 3, 16, 16, generator=generator) ** 2
+    scorer = FIDScorer(ColourStatistics())
+    for start in range(0, 40, 16):  # uneven batches
+        scorer.update(outputs[start : start + 16], targets[start : start + 16])
+    for name, images in (("pred", outputs), ("gt", targets)):
+        for i, image in enumerate(images):
+            save_image(image, tmp_path / name / f"{i:03d}.png")
+    from_files = fid(sorted((tmp_path / "pred").iterdir()), sorted((tmp_path / "gt").iterdir()), ColourStatistics())
+    assert scorer.compute()["fid"] == pytest.approx(from_files, rel=1e-9) and from_files > 0.01

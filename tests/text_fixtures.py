@@ -70,15 +70,18 @@ POSTER_W, POSTER_H = 52, 75
 POSTER_BOXES = {"train/0.png": [(5, 40, 10, 20)], "train/1.png": [(2, 30, 50, 60), (10, 20, 25, 35)], "valid/0.png": [(6, 44, 12, 22)], "test/0.png": [(8, 30, 40, 52)]}
 
 
-def make_posterase(root: Path, seed: int = 0) -> Path:
+def make_posterase(root: Path, seed: int = 0, archives: bool = True) -> Path:
+    """The Tianchi release (``erase_1``/``erase_2`` archives) or, with ``archives=False``, STE's
+    ``examples/poster`` folder (split files and images directly under the root)."""
     rng = np.random.default_rng(seed)
+    first = root / "erase_1" if archives else root
     lines = {"train.txt": [], "ps_valid.txt": [], "ps_test.txt": []}
     for number, (relative, boxes) in enumerate(POSTER_BOXES.items()):
         split = relative.split("/")[0]
-        archive = "erase_2" if relative == "train/1.png" else "erase_1"  # train posters are spread over archives
+        archive = root / "erase_2" if archives and relative == "train/1.png" else first  # train posters are spread over archives
         clean = scene(rng, POSTER_H, POSTER_W)
         polygons = [np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) for x1, x2, y1, y2 in boxes]
-        write_image(root / archive / relative, paint(clean, polygons))
+        write_image(archive / relative, paint(clean, polygons))
         meta = {"mask": "".join(f"{x1},{x2},{y1},{y2};" for x1, x2, y1, y2 in boxes),
                 "place": {"obj": "促销,12,0;", "text": [[[x1, y1, ["255,0,0"]]] for x1, x2, y1, y2 in boxes]}}
         columns = [str(number), relative, json.dumps(meta, ensure_ascii=False)]
@@ -86,12 +89,12 @@ def make_posterase(root: Path, seed: int = 0) -> Path:
             gt = relative.replace(".png", "_g.png")
             retouched = clean.copy()
             retouched[0:3] = 0  # designers retouch outside the text too; the protocol re-composites
-            write_image(root / "erase_1" / gt, retouched)
+            write_image(first / gt, retouched)
             columns.append(gt)
         file = {"train": "train.txt", "valid": "ps_valid.txt", "test": "ps_test.txt"}[split]
         lines[file].append("\t".join(columns))
     for file, content in lines.items():
-        (root / "erase_1" / file).write_text("\n".join(content) + "\n", encoding="utf-8")
+        (first / file).write_text("\n".join(content) + "\n", encoding="utf-8")
     return root
 
 

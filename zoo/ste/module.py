@@ -232,7 +232,7 @@ class STEModule(AdversarialModule):
         real (real text) tensors on the batch's device."""
         canvas, real = self._canvas_and_real_text(batch)
         kernel = np.ones(tuple(self.hparams.real_text_dilation), np.uint8)
-        images, targets, masks, reals = [], [], [], []
+        stored: tuple[list[np.ndarray], ...] = ([], [], [], [])  # images, targets, synthetic masks, real-text masks
         for style, i in zip(styles, indices):
             source = to_uint8(canvas[i])
             height, width = source.shape[:2]
@@ -250,15 +250,15 @@ class STEModule(AdversarialModule):
             if augment and self.rng.random() < self.hparams.rotation_probability:
                 angle = self.rng.uniform(-1, 1) * self.hparams.rotation_degrees
                 arrays = rotate(arrays, angle, nearest=(False, False, True, True))
-            images.append(arrays[0]), targets.append(arrays[1]), masks.append(arrays[2]), reals.append(arrays[3])
-        device = canvas.device
+            for store, array in zip(stored, arrays):
+                store.append(array)
 
-        def stack(items: list[np.ndarray], scale: float) -> torch.Tensor:
+        def stack(items: list[np.ndarray], divisor: float) -> torch.Tensor:
             array = np.stack(items)
             array = array[..., None] if array.ndim == 3 else array
-            return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(scale).to(device)
+            return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(divisor).to(canvas.device)
 
-        return {"image": stack(images, 255.0), "target": stack(targets, 255.0), "mask": stack(masks, 1.0), "real": stack(reals, 1.0)}
+        return {key: stack(items, divisor) for key, items, divisor in zip(("image", "target", "mask", "real"), stored, (255.0, 255.0, 1.0, 1.0))}
 
     def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.hparams.training_mode == "supervised":
@@ -266,14 +266,13 @@ class STEModule(AdversarialModule):
             return {**batch, "mask": mask, "real": torch.zeros_like(mask)}
         size = len(batch["image"])
         if self.settings.mode == "conditioned" and self.controller is not None:
-            actions = self._sample_actions(size, self.features(self._canvas_and_real_text(batch)[0]))
-            styles, indices = actions_to_styles(actions), list(range(size))
+            styles = actions_to_styles(self._sample_actions(size, self.features(self._canvas_and_real_text(batch)[0])))
         else:
             if self.global_step % self.settings.refresh_every == 0:
                 self.data_actions = self._sample_actions(self.settings.data_policies).to(self.data_actions.device)
             pool = actions_to_styles(self.data_actions)
-            styles, indices = [pool[int(self.rng.integers(len(pool)))] for _ in range(size)], list(range(size))
-        return {**batch, **self.synthesize(batch, styles, indices, augment=True), "source": batch}
+            styles = [pool[int(self.rng.integers(len(pool)))] for _ in range(size)]
+        return {**batch, **self.synthesize(batch, styles, range(size), augment=True), "source": batch}
 
     # ---------------------------------------------------------------------------- losses
     def generate(self, batch: dict[str, Any]) -> STEOutput:
