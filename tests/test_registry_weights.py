@@ -166,3 +166,17 @@ def test_shipped_manifest_declares_official_deeperaser():
     entry = weights.manifest_entry("deeperaser", "scut_enstext")
     assert entry["url"].endswith("/deeperaser.pth") and entry["source"] == "official"
     assert "sha256" in entry
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_eval_forward_under_bf16_autocast_keeps_the_input_dtype(name):
+    """Mixed-precision inference (tools/infer.py --precision bf16, bf16-mixed validation): the composite
+    with the fp32 input must not fail on the network's bf16 output."""
+    small = {"deeperaser": {"iters": 2}, "garnet": {"inference_size": None}, "ste": {"width": 8}}.get(name, {})
+    model = zoo.create_model(name, **small).eval()
+    image, mask = torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.7).float()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(image, mask)
+    assert output.dtype == torch.float32 and output.shape == image.shape and torch.isfinite(output).all()
+    if name in ("garnet", "ste"):  # these paste their output into the input outside the mask (DeepEraser does not)
+        assert torch.equal(output[..., mask[0, 0] == 0], image[..., mask[0, 0] == 0])

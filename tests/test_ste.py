@@ -278,3 +278,11 @@ def test_random_and_image_conditioned_policies_train(mode, tmp_path):
     else:  # one style per image from its VGG16 feature, and REINFORCE updates of the controller
         assert "controller.project.weight" in state
         assert any(r.get("train/reward_difficulty") for r in rows) and any(r.get("train/policy_loss") for r in rows)
+
+
+def test_bf16_mixed_training_step(tmp_path):
+    """The GPU recipe's precision, on CPU: synthesis, losses, critic and policy (kept in fp32) under autocast."""
+    run = tmp_path / "bf16"
+    run_tool("train.py", *STE_TINY, "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.precision=bf16-mixed", f"run_dir={run}")
+    rows = read_metrics(run)
+    assert any(r.get("train/policy_loss") for r in rows) and all(np.isfinite(float(r["train/g_loss"])) for r in rows if r.get("train/g_loss"))

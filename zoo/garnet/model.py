@@ -233,7 +233,7 @@ class GaRNet(nn.Module):
             else:
                 padded_image, padded_mask = image, mask
             output = self.forward_train(padded_image, padded_mask).full[..., :height, :width].clamp(-1, 1).add_(1).mul_(0.5)
-        return torch.lerp(image, output, mask)  # output inside the mask, the input outside
+        return torch.lerp(image, output.to(image.dtype), mask)  # output inside the mask, the input outside (dtype: autocast)
 
 
 class PatchDiscriminator(nn.Module):

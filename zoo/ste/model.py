@@ -241,9 +241,9 @@ class STEEraser(MaskDecoder):
         if mask is not None:
             if mask.shape[-2:] != image.shape[-2:]:
                 raise ValueError(f"mask must be (B,1,H,W) matching image {tuple(image.shape)}; got {tuple(mask.shape)}")
-            return torch.lerp(image, refined, (mask > 0.5).to(image.dtype))
+            return torch.lerp(image, refined.to(image.dtype), (mask > 0.5).to(image.dtype))  # dtype: autocast
         if predicted:
-            return torch.lerp(image, refined, self.text_region(outputs.mask_logits[..., :height, :width]))
+            return torch.lerp(image, refined.to(image.dtype), self.text_region(outputs.mask_logits[..., :height, :width]).to(image.dtype))
         return refined
 
 

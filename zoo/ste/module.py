@@ -284,7 +284,7 @@ class STEModule(AdversarialModule):
     @staticmethod
     def _pasted(batch: dict[str, Any], outputs: STEOutput) -> torch.Tensor:
         """The refined output inside the synthetic text, the input elsewhere (``--PasteImage``)."""
-        return torch.lerp(batch["image"], outputs.refined, batch["mask"])
+        return torch.lerp(batch["image"], outputs.refined.to(batch["image"].dtype), batch["mask"])  # dtype: autocast
 
     def discriminator_loss(self, batch: dict[str, Any], outputs: STEOutput) -> torch.Tensor:
         real = self.discriminator(batch["target"], batch["mask"]).mean()
@@ -312,7 +312,7 @@ class STEModule(AdversarialModule):
             all_text = 1 - (1 - text) * (1 - batch["real"])
             losses["mask"] = hp.mask_weight * dice_loss(outputs.mask_logits, all_text, hp.mask_sigmoid).mean()
         if hp.triplet_weight:
-            coarse = torch.lerp(image, outputs.coarse.detach(), text)
+            coarse = torch.lerp(image, outputs.coarse.detach().to(image.dtype), text)
             erased = F.l1_loss(output, image)
             losses["triplet"] = hp.triplet_weight * erased / (1e-7 + erased + hp.triplet_scale * F.l1_loss(coarse, output).pow(2).clamp(min=1e-7))
         if adversarial and hp.adversarial_weight:

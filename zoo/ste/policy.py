@@ -105,6 +105,10 @@ class PolicyController(nn.Module):
         return self.embedding.weight.new_zeros(count, self.embedding_dim)
 
     def _run(self, count: int | None, features: torch.Tensor | None, actions: torch.Tensor | None, generator: torch.Generator | None) -> PolicySample:
+        with torch.autocast(self.embedding.weight.device.type, enabled=False):  # tiny network: fp32 log-probabilities
+            return self._decide(count, None if features is None else features.float(), actions, generator)
+
+    def _decide(self, count: int | None, features: torch.Tensor | None, actions: torch.Tensor | None, generator: torch.Generator | None) -> PolicySample:
         step_input = self._start(count, features)
         state = None
         chosen, log_probs, entropies = [], [], []
