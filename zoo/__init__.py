@@ -18,6 +18,7 @@ from zoo.registry import get_entry, list_models, register_model  # noqa: E402
 from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
 from zoo.garnet import model as _garnet  # noqa: E402,F401
 from zoo.ste import model as _ste  # noqa: E402,F401
+from zoo.pip import model as _pip  # noqa: E402,F401
 
 __all__ = ["create_model", "list_models", "load_weights", "register_model"]
 
