@@ -27,9 +27,11 @@ def compose_train(overrides: list[str], config_name: str = "train"):
 def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
     """``data.root`` (or the sources' roots) pointing at a generated fixture in the dataset's layout."""
     from tests import text_fixtures as fx
+    from tests.restoration_fixtures import make_promptir
 
     builders = {
         "folder": lambda: [f"data.root={paired_folder}"],
+        "allinone": lambda: [f"data.root={make_promptir(tmp_path / 'allinone')}"],
         "scut_enstext": lambda: [f"data.root={fx.make_scut_enstext(tmp_path / 'scut')}"],
         "scut_syn": lambda: [f"data.root={fx.make_scut_syn(tmp_path / 'syn')}"],
         "posterase": lambda: [f"data.root={fx.make_posterase(tmp_path / 'poster')}"],

@@ -93,6 +93,8 @@ def make_step(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dic
         model = model.to(memory_format=torch.channels_last)
     call_kwargs = call_kwargs or {}
     image, mask = make_inputs(args.batch, args.size, device, mode)
+    if getattr(model, "input_kind", "mask") == "degradation":  # restoration models take class labels, not a mask
+        mask = torch.arange(args.batch, device=device) % 5
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=mode == "bf16")
     if args.task == "forward":
         model.eval()

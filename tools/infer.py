@@ -2,10 +2,11 @@
 
     python tools/infer.py --model deeperaser --weights scut_enstext --input photo.jpg --mask mask.png --out results/
     python tools/infer.py --model deeperaser --weights run/checkpoints/last.ckpt --input imgs/ --mask masks/ --out out/ --tile 256 --overlap 32
+    python tools/infer.py --model pip --weights run/checkpoints/last.ckpt --input hazy/ --degradation haze --out out/
 
 ``--weights``: a manifest tag, an official file, exported safetensors or a Lightning checkpoint.
 Masks (white = text to erase) pair with inputs by file stem; models that find text themselves need
-none. Outputs keep the input's size (super-resolution: scaled) and are written as PNG.
+none; restoration models take ``--degradation`` (or run blind with their sensor). Outputs keep the input's size (super-resolution: scaled) and are written as PNG.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None, help="manifest tag, file or URL (default: the model's default tag)")
     parser.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
     parser.add_argument("--mask", type=Path, default=None, help="a mask image or a folder of masks (by stem)")
+    parser.add_argument("--degradation", default=None,
+                        help="restoration models (pip): the degradation class, 0-4 or noise|rain|haze|blur|low-light (default: blind, with the sensor)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tile", type=int, default=0, help="tile size (0: whole image)")
     parser.add_argument("--overlap", type=int, default=32)
@@ -72,6 +75,19 @@ def find_mask(mask_arg: Path | None, image_path: Path) -> Path | None:
     return matches[0]
 
 
+def parse_degradation(value: str | None) -> int | None:
+    """``None`` (blind), a class index or a name of :data:`zoo.pip.model.DEGRADATIONS`."""
+    from zoo.pip.model import DEGRADATIONS
+
+    if value is None:
+        return None
+    if value.isdigit() and int(value) < len(DEGRADATIONS):
+        return int(value)
+    if value in DEGRADATIONS:
+        return DEGRADATIONS.index(value)
+    raise ValueError(f"--degradation must be 0-{len(DEGRADATIONS) - 1} or one of {', '.join(DEGRADATIONS)}; got {value!r}")
+
+
 def load_tensor(path: Path, mode: str) -> torch.Tensor:
     with Image.open(path) as image:
         array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
@@ -85,6 +101,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     model = zoo.create_model(args.model, pretrained=args.weights if args.weights is not None else True, **{k: _parse_value(v) for k, v in kwargs.items()})
     model = model.eval().to(args.device)
     dtype = PRECISIONS[args.precision]
+    restoration = getattr(model, "input_kind", "mask") == "degradation"
+    degradation = parse_degradation(args.degradation) if restoration else None
+    if args.degradation is not None and not restoration:
+        raise ValueError(f"--degradation is for restoration models (pip); {args.model} takes --mask")
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for image_path in list_inputs(args.input):
@@ -98,7 +118,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
         def run(x: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
             with torch.autocast(args.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
-                return model(x, m)
+                return model(x, degradation) if restoration else model(x, m)
 
         with torch.no_grad():
             output = tiled_forward(run, image, mask, args.tile, args.overlap) if args.tile else run(image, mask)

@@ -80,7 +80,7 @@ class RestorationModule(L.LightningModule):
         )), logger=False)
         self.net = zoo.create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
-        self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in ("val", "test") for name in METRICS})
+        self.metrics = torch.nn.ModuleDict({f"{stage}__{name}": MeanMetric() for stage in ("val", "test") for name in METRICS})
         self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
         self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, ...), compute())
 
@@ -102,11 +102,23 @@ class RestorationModule(L.LightningModule):
         for metric in self.metrics.values():  # drop what the sanity check accumulated
             metric.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, batch_idx, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """``dataloader_idx``: datamodules with one test loader per set (all-in-one) name the set in ``batch["set"]``."""
         self._evaluate(batch, batch_idx, "test")
+
+    def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Per-image metrics of fp32 outputs in [0,1] (families with another protocol override this)."""
+        return {"psnr": psnr(output, target), "ssim": ssim(output, target)}
+
+    def _metric(self, *parts: str) -> MeanMetric:
+        """The running mean of (stage, [set,] name), created on first use (key parts joined by ``__``)."""
+        key = "__".join(parts)
+        if key not in self.metrics:
+            self.metrics[key] = MeanMetric().to(self.device)
+        return self.metrics[key]
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
         if not batch:
@@ -116,11 +128,13 @@ class RestorationModule(L.LightningModule):
             output = output.float().clamp(0, 1)
             if "target" in batch:
                 target = batch["target"].float()
-                scores = {"psnr": psnr(output, target), "ssim": ssim(output, target), "psnr_identity": psnr(batch["image"].float(), target)}
+                scores = {**self.score(output, target, batch), "psnr_identity": psnr(batch["image"].float(), target)}
+                sets = batch.get("set")  # evaluation set of each sample (all-in-one restoration)
                 for name, values in scores.items():
-                    metric = self.metrics[f"{stage}_{name}"]
-                    metric.update(values)
-                    self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "psnr", batch_size=len(values))
+                    self._metric(stage, name).update(values)
+                    for set_name in sorted(set(sets or ())):
+                        chosen = torch.tensor([s == set_name for s in sets], device=values.device)
+                        self._metric(stage, set_name, name).update(values[chosen])
         if batch_idx == 0 and not self.trainer.sanity_checking:
             self._log_samples(batch, output, stage)
         if stage == "test" and "target" in batch:
@@ -129,6 +143,22 @@ class RestorationModule(L.LightningModule):
         if stage == "test" and self.save_dir is not None:
             for name, image in zip(batch["name"], output):
                 save_image(image, self.save_dir / f"{Path(name).stem}.png")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log and reset the stage's running means (synchronised across processes by torchmetrics):
+        ``<stage>/<name>`` over everything, ``<stage>/<set>/<name>`` per evaluation set."""
+        for key, metric in self.metrics.items():
+            parts = key.split("__")
+            if parts[0] != stage or metric.update_count == 0:
+                continue
+            self.log("/".join(parts), metric.compute(), prog_bar=len(parts) == 2 and parts[1] == "psnr", add_dataloader_idx=False)
+            metric.reset()
 
     def _log_samples(self, batch: dict[str, Any], output: torch.Tensor, stage: str) -> None:
         if self.trainer.global_rank != 0 or self.hparams.sample_rows <= 0:

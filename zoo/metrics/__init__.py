@@ -54,3 +54,24 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, wind
     window = min(window, pred.shape[-1], pred.shape[-2])
     ssim_map, _ = ssim_maps(pred, target, gaussian_kernel(window, sigma), data_range)
     return ssim_map.flatten(1).mean(dim=1)
+
+
+def ssim_uniform(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 7) -> torch.Tensor:
+    """Per-image SSIM as ``skimage.metrics.structural_similarity(..., channel_axis=-1, data_range=1)``
+    with its defaults (the PromptIR/PIP tables): 7x7 uniform window, sample covariance (N/(N−1)),
+    the border of (window − 1)/2 left out, averaged over channels and positions."""
+    import torch.nn.functional as F
+
+    x, y = pred.double(), target.double()
+    window = min(window, x.shape[-1], x.shape[-2])
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, window, stride=1)
+
+    n = window * window
+    ux, uy = mean(x), mean(y)
+    vx, vy, vxy = (n / (n - 1) * (mean(a * b) - ua * ub) for a, b, ua, ub in ((x, x, ux, ux), (y, y, uy, uy), (x, y, ux, uy)))
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim_map = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return ssim_map.flatten(1).mean(1).float()
+

@@ -230,11 +230,11 @@ class PromptInPrompt(nn.Module):
         return self.outconv(F.interpolate(prompt, (h, w), mode="bilinear", align_corners=False))
 
     def orthogonality_loss(self) -> torch.Tensor:
-        """Σ_{i<j} relu(cos(p_i, p_j)) over the T degradation prompts (pushes them to >= 90°; the
-        official ``angle`` regulariser without its 0.01 factor)."""
+        """0.01·Σ_{i<j} relu(cos(p_i, p_j)) over the T degradation prompts: pushes them to >= 90° (the
+        official ``angle`` regulariser, its 0.01 factor included)."""
         prompts = F.normalize(self.detask_prompt_param[0].flatten(1), dim=1)
         cosine = prompts @ prompts.t()
-        return torch.relu(torch.triu(cosine, diagonal=1)).sum()
+        return 0.01 * torch.relu(torch.triu(cosine, diagonal=1)).sum()
 
 
 class TopMCrossBlock(nn.Module):
@@ -322,6 +322,7 @@ class PIPBase(nn.Module):
     """Shared prompt plumbing, blind sensor and eval forward of both backbones."""
 
     multiple = 8
+    input_kind = "degradation"  # the second forward argument (tools pass a mask to text-removal models)
 
     def _init_pip(self, feat_dims: Sequence[int], prompt_dims: Sequence[int], prompt_sizes: Sequence[int], classes: int,
                   prompt_heads: int, interaction_heads: int, expansion: float, bias: bool, norm_bias: bool, sensor: bool) -> None:
