@@ -90,7 +90,9 @@ def make_step(model: torch.nn.Module, args: argparse.Namespace, call_kwargs: dic
     device, mode = args.device, args.mode
     model = model.to(device)
     if mode == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
+        for tensor in [*model.parameters(), *model.buffers()]:  # 4-D tensors only (prompts, temperatures are not images)
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     call_kwargs = call_kwargs or {}
     image, mask = make_inputs(args.batch, args.size, device, mode)
     if getattr(model, "input_kind", "mask") == "degradation":  # restoration models take class labels, not a mask
