@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.base import BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor, IMAGE_EXTENSIONS
+from datamodules.base import IMAGE_EXTENSIONS, BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor
 from datamodules.synthetic_text import SPLIT_IDS, generate_background
 
 log = logging.getLogger(__name__)
@@ -215,8 +214,6 @@ class AllInOneDataset(SampleDataset):
         target = read_image(pair.target)
         image = read_image(pair.input) if pair.input is not None else None
         if image is not None and image.shape != target.shape:
-            from datamodules.base import BadSampleError
-
             raise BadSampleError(f"size mismatch: {pair.input} is {image.shape[1]}x{image.shape[0]}, {pair.target} is {target.shape[1]}x{target.shape[0]}")
         if self.train:
             rng = np.random.default_rng()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import zoo
-from tests.conftest import ROOT, TINY_TRAIN, read_metrics, run_tool, write_image
+from tests.conftest import ROOT, TINY_TRAIN, read_metrics, run_tool
 
 
 

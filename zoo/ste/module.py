@@ -29,7 +29,6 @@ the batch's input/target/text mask are used as they are (the mask plays the synt
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
