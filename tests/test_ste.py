@@ -209,7 +209,8 @@ def test_train_logs_rewards_and_resume_restores_the_policy(tmp_path):
     run = tmp_path / "run"
     run_tool("train.py", *STE_TINY, "trainer.max_steps=4", f"run_dir={run}")
     rows = read_metrics(run)
-    for key in ("train/reward_difficulty", "train/reward_realism", "train/policy_entropy", "train/policy_loss", "train/d_loss", "train/g_loss", "train/critic_loss", "val/psnr"):
+    for key in ("train/reward_difficulty", "train/reward_realism", "train/policy_entropy", "train/policy_loss", "train/d_loss", "train/g_loss",
+                "train/critic_loss", "val/psnr", "val/psnr_mask"):
         assert any(row.get(key) for row in rows), key
     last = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)

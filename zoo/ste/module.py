@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from zoo.common.gan import AdversarialModule, step_uncounted
 from zoo.common.losses import IMAGENET_MEAN, IMAGENET_STD, VGGFeatureLoss, load_vgg16_state
 from zoo.common.optim import build_optimizer
+from zoo.metrics import psnr
 from zoo.ste.model import MaskCritic, STEDiscriminator, STEOutput
 from zoo.ste.policy import (
     PolicyController, actions_to_styles, difficulty_reward, realism_reward, reinforce_loss, uniform_actions, update_running_mean,
@@ -387,3 +388,13 @@ class STEModule(AdversarialModule):
         """Validation/test: the output composited outside the *predicted* text region (official
         ``psnr_v_m``, the metric that selects the best checkpoint)."""
         return self.eval_net(batch["image"], composite="predicted")
+
+    def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``psnr``/``ssim`` of the predicted-mask composite, and ``psnr_mask``: the output composited
+        with the dataset's text mask instead (official ``psnr_v``), which shows the eraser's progress
+        before the mask branch is confident."""
+        scores = super().score(output, target, batch)
+        if "mask" in batch:
+            with_mask = self.eval_net(batch["image"], batch["mask"]).float().clamp(0, 1)
+            scores["psnr_mask"] = psnr(with_mask, target)
+        return scores
