@@ -48,8 +48,8 @@ class AdversarialModule(RestorationModule):
     """Generator ``net`` + ``discriminator`` trained in alternation; subclasses implement
     :meth:`build_discriminator`, :meth:`generate`, :meth:`discriminator_loss` and :meth:`generator_losses`.
 
-    ``discriminator`` (its architecture kwargs), ``discriminator_optimizer`` (default: the generator's settings), ``gradient_clip`` (norm, both
-    networks; the Trainer's ``gradient_clip_val`` does not apply to manual optimization), ``gan_start_step``
+    ``discriminator`` (its architecture kwargs), ``discriminator_optimizer`` (default: the generator's settings), ``gradient_clip`` (norm, every
+    update, extra optimizers included; the Trainer's ``gradient_clip_val`` does not apply to manual optimization), ``gan_start_step``
     (generator steps before the adversarial terms switch on).
     """
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.common.gan import AdversarialModule, step_uncounted
+from zoo.common.gan import AdversarialModule
 from zoo.common.losses import IMAGENET_MEAN, IMAGENET_STD, VGGFeatureLoss, load_vgg16_state
 from zoo.common.optim import build_optimizer
 from zoo.metrics import psnr
@@ -320,20 +320,13 @@ class STEModule(AdversarialModule):
         return losses
 
     # ---------------------------------------------------------------------------- critic and policy
-    def _step(self, optimizer: Any, loss: torch.Tensor) -> None:
-        self.toggle_optimizer(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        step_uncounted(optimizer)
-        self.untoggle_optimizer(optimizer)
-
     def after_generator_step(self, batch: dict[str, Any], outputs: STEOutput) -> None:
         size = len(batch["image"])
         optimizers = self.optimizers()
         step = self.global_step  # generator steps done, this one included
         if self.hparams.training_mode == "self_supervised" and self.hparams.critic_every and step % self.hparams.critic_every == 0:
             critic_loss = dice_loss(self.critic(outputs.mask_features.detach()), batch["real"]).mean()
-            self._step(optimizers[2], critic_loss)
+            self._update(optimizers[2], critic_loss, counted=False)
             self.log("train/critic_loss", critic_loss.detach(), batch_size=size)
         if self.controller is not None and step % self.settings.update_every == 0:
             self.update_policy(batch, optimizers[3])
@@ -377,7 +370,7 @@ class STEModule(AdversarialModule):
             reward_r = realism_reward(realism, self.realism_mean)
             reward = s.difficulty_weight * reward_d + s.realism_weight * reward_r
             loss = reinforce_loss(sample.log_prob, reward, sample.entropy, s.entropy_weight)
-            self._step(optimizer, loss)
+            self._update(optimizer, loss, counted=False)
         self.log_dict({
             "train/reward_difficulty": reward_d.mean(), "train/reward_realism": reward_r.mean(), "train/reward": reward.mean(),
             "train/policy_loss": loss.detach(), "train/policy_entropy": sample.entropy.detach().mean(),
