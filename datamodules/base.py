@@ -8,54 +8,22 @@ A sample is a dict: ``image`` (3,H,W) float [0,1]; ``target`` (3,H,W) when the s
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+
+from zoo.common.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401 (the data package's image I/O)
+from zoo.errors import LayoutError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LIST_KEYS = ("name", "boxes", "text")  # kept as per-sample lists by ``collate``
 BAD_SAMPLE_POLICIES = ("raise", "skip")
-
-
-class BadSampleError(RuntimeError):
-    """A sample that cannot be used (unreadable, corrupt, inconsistent); the message names the file."""
-
-
-# --------------------------------------------------------------------------------------- image I/O
-def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
-    """Read an image fully (so truncated files fail here) as uint8 HxWxC (RGB) or HxW (L)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert(mode))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise BadSampleError(f"cannot read image {path}: {error}") from error
-
-
-def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """uint8 HxWxC / HxW -> float CxHxW in [0,1]."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255)
-
-
-def list_images(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` for the images in ``folder``; two files with one stem are an error."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            if path.stem in found:
-                raise ValueError(f"two images share the stem {path.stem!r} in {folder}: {found[path.stem].name}, {path.name}")
-            found[path.stem] = path
-    return found
 
 
 # -------------------------------------------------------------------------------------- transforms
@@ -180,9 +148,9 @@ class BaseDataModule(L.LightningDataModule):
         return self._loader("test", self.val_batch_size, shuffle=False)
 
 
-def layout_error(root: Path, expected: str, problem: str) -> FileNotFoundError:
+def layout_error(root: Path, expected: str, problem: str) -> LayoutError:
     """An error that says what is wrong under ``root`` and prints the layout that was expected."""
-    return FileNotFoundError(f"{problem}\nExpected layout under {root}:\n{expected}")
+    return LayoutError(f"{problem}\nExpected layout under {root}:\n{expected}")
 
 
 def apply_transform(transform: Callable | None, image: np.ndarray, target: np.ndarray | None, mask: np.ndarray | None):

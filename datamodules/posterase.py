@@ -23,8 +23,9 @@ non-text areas that no eraser is asked to change (``composite_target=false`` kee
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

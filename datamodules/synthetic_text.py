@@ -11,21 +11,20 @@ A sample holds ``image`` (text rendered on the background), ``target`` (the back
 """
 from __future__ import annotations
 
-import functools
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from datamodules.base import BaseDataModule, SampleDataset, list_images, read_image, to_tensor
+from zoo.common.fonts import DEFAULT_FONT, find_fonts, load_font
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-DEFAULT_FONT = "default"  # Pillow's built-in scalable font
-FONT_EXTENSIONS = (".ttf", ".otf", ".ttc")
 Color = tuple[int, int, int]
 
 
@@ -76,24 +75,6 @@ def make_ranges(overrides: dict[str, Any]) -> StyleRanges:
     if unknown:
         raise ValueError(f"unknown style ranges {sorted(unknown)}; known: {sorted(known)}")
     return StyleRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-
-
-@functools.lru_cache(maxsize=256)
-def load_font(font: str, size: int) -> ImageFont.FreeTypeFont:
-    if font == DEFAULT_FONT:
-        return ImageFont.load_default(size=size)
-    return ImageFont.truetype(font, size=size)
-
-
-def find_fonts(font_dir: str | Path | None) -> list[str]:
-    """The built-in font plus every .ttf/.otf/.ttc under ``font_dir``."""
-    fonts = [DEFAULT_FONT]
-    if font_dir:
-        folder = Path(font_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"font_dir {folder} is not a folder of .ttf/.otf fonts")
-        fonts += sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in FONT_EXTENSIONS)
-    return fonts
 
 
 # ------------------------------------------------------------------------------------ backgrounds

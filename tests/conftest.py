@@ -10,11 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, also on machines with a GPU
 
-import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+
+import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but complete runs of tools/train.py (the real network, tiny images and few steps).
@@ -22,6 +23,28 @@ TINY_TRAIN = [
     "data.size=32", "data.train_samples=64", "data.val_samples=4", "data.val_batch_size=4", "data.batch_size=2",
     "data.num_workers=0", "model.net.iters=2", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
 ]
+
+# Small versions of every registered model (the same code paths, a fraction of the width/depth).
+TINY_NETS = {
+    "deeperaser": {"iters": 2},
+    "garnet": {"inference_size": None},
+    "ste": {"width": 8},
+    "pip": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "prompt_dims": [8, 16, 32], "prompt_sizes": [8, 4, 2]},
+    "pip_nafnet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
+                   "prompt_dims": [8, 16, 32, 32], "prompt_sizes": [8, 4, 2, 2]},
+}
+
+
+def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """An input of model ``name`` and the keyword conditions ``zoo.model_info(name)`` says it takes."""
+    inputs = zoo.model_info(name)["inputs"]
+    image = torch.rand(batch, 3, height, width)
+    conditions = {}
+    if "mask" in inputs:
+        conditions["mask"] = (torch.rand(batch, 1, height, width) > 0.7).float()
+    if "degradation" in inputs:
+        conditions["degradation"] = torch.arange(batch) % 5
+    return image, conditions
 
 
 def run_tool(script: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -1,20 +1,22 @@
 """Every config composes, and its datamodule/module/trainer instantiate (lightning-hydra-template style)."""
 from __future__ import annotations
 
+from importlib.resources import files
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from tests.conftest import ROOT
-from zoo.common.runner import apply_quickstart, instantiate_group, register_resolvers
+from rezoo.runner import instantiate_group, register_resolvers, resolve_profile
+from zoo.errors import UserError
 
-CONFIGS = ROOT / "configs"
+CONFIGS = files("rezoo").joinpath("configs")
 register_resolvers()
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+    return sorted(p.name[:-5] for p in CONFIGS.joinpath(group).iterdir() if p.name.endswith(".yaml"))
 
 
 def compose_train(overrides: list[str], config_name: str = "train"):
@@ -73,7 +75,7 @@ def test_experiments_compose_and_instantiate(experiment, tmp_path, paired_folder
     selected = {"scut_enstext": "scut_enstext", "mixed": "scut_enstext_synthtext", "posterase": "posterase"}[data_name]
     cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}", *data_root_overrides(selected, tmp_path, paired_folder)])
     assert cfg.model_name in experiment and cfg.protocol in ("erasenet", "garnet", None)
-    assert apply_quickstart(cfg, explicit_keys=set()) is False  # recipes are never shrunk
+    assert cfg.profile.name == "full"  # recipes run as the papers give them
     datamodule = instantiate(cfg.data)
     assert len(datamodule.build_dataset("test")) == {"posterase": 1}.get(selected, 3)  # the fixture's test split
     assert instantiate(cfg.model).hparams.model_name == cfg.model_name
@@ -84,22 +86,33 @@ def test_eval_config_composes(tmp_path):
     assert cfg.checkpoint == "scut_enstext" and cfg.model_name == "deeperaser" and not cfg.save_images
 
 
-def test_quickstart_applies_on_cpu_except_explicit_keys(tmp_path, monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    cfg = compose_train([f"run_dir={tmp_path}"])
-    assert apply_quickstart(cfg, explicit_keys={"trainer.max_steps"})
-    assert cfg.data.size == cfg.quickstart_overrides["data.size"]
-    assert cfg.trainer.max_steps == 300000  # given on the command line: left alone
-    off = compose_train(["quickstart=false", f"run_dir={tmp_path}"])
-    assert not apply_quickstart(off, explicit_keys=set()) and off.data.size == 256
+def test_auto_profile_is_quick_on_cpu_and_full_with_a_gpu_or_a_recipe():
+    overrides, profile, reason = resolve_profile(["zoo=pip"], cuda_available=False)
+    assert overrides == ["zoo=pip", "profile=quick"] and profile == "quick" and "no CUDA GPU" in reason
+    assert resolve_profile(["profile=auto"], cuda_available=False)[0] == ["profile=quick"]
+    assert resolve_profile([], cuda_available=True)[1] == "full"
+    assert resolve_profile(["experiment=ste_posterase"], cuda_available=False)[1] == "full"
+    assert resolve_profile(["profile=full"], cuda_available=False) == (["profile=full"], "full", "given on the command line")
+    with pytest.raises(UserError, match="profile=fast is not a profile"):
+        resolve_profile(["profile=fast"])
 
 
-def test_quickstart_leaves_user_data_alone(tmp_path, paired_folder, monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    cfg = compose_train(["data=folder", f"data.root={paired_folder}", f"run_dir={tmp_path}"])
-    batch_size = cfg.data.batch_size
-    assert apply_quickstart(cfg, explicit_keys=set())
-    assert cfg.data.batch_size == batch_size and cfg.trainer.max_steps == cfg.quickstart_overrides["trainer.max_steps"]
+@pytest.mark.parametrize("zoo_name", names("zoo"))
+def test_quick_profile_shrinks_the_run_and_command_line_keys_win(zoo_name, tmp_path):
+    full = compose_train([f"zoo={zoo_name}", "profile=full", f"run_dir={tmp_path}"])
+    quick = compose_train([f"zoo={zoo_name}", "profile=quick", f"run_dir={tmp_path}"])
+    assert quick.profile.name == "quick" and full.profile.name == "full"
+    assert quick.trainer.max_steps < full.trainer.max_steps and quick.data.size < full.data.size
+    assert quick.data.num_workers == 0
+    explicit = compose_train([f"zoo={zoo_name}", "profile=quick", "trainer.max_steps=7", "data.size=40", f"run_dir={tmp_path}"])
+    assert explicit.trainer.max_steps == 7 and explicit.data.size == 40
+
+
+def test_quick_profile_leaves_user_data_alone(tmp_path, paired_folder):
+    default = compose_train(["data=folder", f"data.root={paired_folder}", "profile=full", f"run_dir={tmp_path}"])
+    cfg = compose_train(["data=folder", f"data.root={paired_folder}", "profile=quick", f"run_dir={tmp_path}"])
+    assert cfg.data == default.data  # the zoo's quick data settings are for its embedded data only
+    assert cfg.trainer.max_steps < default.trainer.max_steps
 
 
 def test_precision_resolver_picks_32_on_cpu(tmp_path):

@@ -12,10 +12,10 @@ from datamodules.synthetic_text import (
     SyntheticTextDataModule,
     SyntheticTextDataset,
     TextStyle,
-    find_fonts,
     render_scene,
 )
 from tests.conftest import write_image
+from zoo.common.fonts import find_fonts
 
 
 # ----------------------------------------------------------------------------------------- synthetic

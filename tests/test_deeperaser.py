@@ -24,7 +24,7 @@ def test_any_size_in_same_size_out(model):
 def test_iterates_are_input_plus_residual(model):
     image, mask = torch.rand(1, 3, 20, 24), torch.ones(1, 1, 20, 24)
     with torch.no_grad():
-        iterates = model.forward_train(image, mask, iters=3)
+        iterates = model.forward_train(image, mask, iters=3).iterates
         final = model(image, mask, iters=3)
     assert len(iterates) == 3
     assert torch.allclose(iterates[-1].clamp(0, 1), final)
@@ -45,7 +45,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointing in (False, True):
         model.zero_grad()
-        sequence_loss(model.forward_train(image, mask, checkpoint_iterations=checkpointing), image).backward()
+        sequence_loss(model.forward_train(image, mask, checkpoint_iterations=checkpointing).iterates, image).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 

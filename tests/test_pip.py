@@ -17,10 +17,10 @@ from zoo.pip.model import TopMCrossBlock, degradation_weights, transposed_attent
 from zoo.pip.module import LossSpikeScaler
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 2], prompt_dims=[16, 16, 16], prompt_sizes=[8, 4, 2])
-TINY_NAF = dict(backbone="nafnet", width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1],
+TINY_NAF = dict(width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1],
                 prompt_dims=[8, 16, 16, 16], prompt_sizes=[8, 4, 2, 2], interaction_heads=2)
 PIP_TINY = [
-    "zoo=pip", "quickstart=false", "data.size=32", "data.train_samples=10", "data.val_samples=5", "data.val_batch_size=5", "data.batch_size=2",
+    "profile=full", "data.size=32", "data.train_samples=10", "data.val_samples=5", "data.val_batch_size=5", "data.batch_size=2",
     "data.num_workers=0", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "trainer.max_steps=3", "trainer.val_check_interval=3",
     "model.scheduler.warmup_steps=1",
 ]
@@ -128,7 +128,7 @@ def test_orthogonality_regulariser_and_loss_spike_scaler():
 
 def test_nafnet_backbone_any_size_and_blind_sensor():
     torch.manual_seed(0)
-    model = zoo.create_model("pip", sensor=True, **TINY_NAF).eval()
+    model = zoo.create_model("pip_nafnet", sensor=True, **TINY_NAF).eval()
     image = torch.rand(2, 3, 37, 50)
     with torch.no_grad():
         blind, given = model(image), model(image, torch.tensor([1, 2]))
@@ -197,9 +197,9 @@ def test_synthetic_degradations_are_labelled_and_deterministic():
 @pytest.mark.parametrize("backbone", ["restormer", "nafnet"])
 def test_train_both_backbones_with_the_blind_sensor(backbone, tmp_path):
     net = TINY if backbone == "restormer" else TINY_NAF
-    overrides = [f"++model.net.{k}={json.dumps(v).replace(' ', '')}" for k, v in net.items() if k != "backbone"]
+    overrides = [f"++model.net.{k}={json.dumps(v).replace(' ', '')}" for k, v in net.items()]
     run = tmp_path / backbone
-    run_tool("train.py", *PIP_TINY, f"model.net.backbone={backbone}", *overrides, f"run_dir={run}")
+    run_tool("train.py", "zoo=" + {"restormer": "pip", "nafnet": "pip_nafnet"}[backbone], *PIP_TINY, *overrides, f"run_dir={run}")
     rows = read_metrics(run)
     assert any(r.get("train/sensor_accuracy") for r in rows) and any(r.get("train/orthogonality") for r in rows)
     val = next(r for r in rows if r.get("val/psnr"))
@@ -209,7 +209,7 @@ def test_train_both_backbones_with_the_blind_sensor(backbone, tmp_path):
 def test_eval_prints_per_task_rows_on_the_allinone_layout_and_infer_takes_a_degradation(tmp_path):
     overrides = [f"++model.net.{k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items()]
     run = tmp_path / "run"
-    run_tool("train.py", *PIP_TINY, *overrides, "trainer.max_steps=1", f"run_dir={run}")
+    run_tool("train.py", "zoo=pip", *PIP_TINY, *overrides, "trainer.max_steps=1", f"run_dir={run}")
     root = make_promptir(tmp_path / "pip")
     out = tmp_path / "eval"
     result = run_tool("eval.py", "zoo=pip", "data=allinone", f"data.root={root}", "data.num_workers=0", *overrides,

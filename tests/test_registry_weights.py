@@ -10,6 +10,7 @@ import torch
 import yaml
 
 import zoo
+from tests.conftest import TINY_NETS, tiny_inputs
 from zoo import weights
 
 OFFICIAL_KEYS = json.loads((Path(__file__).parent / "data" / "deeperaser_official_keys.json").read_text())
@@ -172,13 +173,11 @@ def test_shipped_manifest_declares_official_deeperaser():
 def test_eval_forward_under_bf16_autocast_keeps_the_input_dtype(name):
     """Mixed-precision inference (tools/infer.py --precision bf16, bf16-mixed validation): the composite
     with the fp32 input must not fail on the network's bf16 output."""
-    small = {"deeperaser": {"iters": 2}, "garnet": {"inference_size": None}, "ste": {"width": 8},
-             "pip": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "prompt_dims": [8, 16, 32], "prompt_sizes": [8, 4, 2]}}.get(name, {})
-    model = zoo.create_model(name, **small).eval()
-    image, mask = torch.rand(1, 3, 64, 64), (torch.rand(1, 1, 64, 64) > 0.7).float()
-    second = torch.tensor([2]) if getattr(model, "input_kind", "mask") == "degradation" else mask
+    model = zoo.create_model(name, **TINY_NETS[name]).eval()
+    image, conditions = tiny_inputs(name, 64, 64)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        output = model(image, second)
+        output = model(image, **conditions)
     assert output.dtype == torch.float32 and output.shape == image.shape and torch.isfinite(output).all()
-    if name in ("garnet", "ste"):  # these paste their output into the input outside the mask (DeepEraser does not)
-        assert torch.equal(output[..., mask[0, 0] == 0], image[..., mask[0, 0] == 0])
+    if zoo.model_info(name)["composites"]:  # pasted into the input outside the mask (DeepEraser is not)
+        outside = conditions["mask"][0, 0] == 0
+        assert torch.equal(output[..., outside], image[..., outside])

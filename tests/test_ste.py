@@ -27,7 +27,7 @@ OFFICIAL_SHAPES = {
 }
 STYLE = dict(T=1, F=0, C=0, S=1, Gau=0, Poi=0, Ital=0, Cur=0, A=0, A1=0, A1_S=0, A1_C=0, A2=0, A2_R=0, A2_D=0, A2_C=0, A2_G=0, A2_A=0)
 STE_TINY = [
-    "zoo=ste", "quickstart=false", "data.size=64", "data.train_samples=8", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2",
+    "zoo=ste", "profile=full", "data.size=64", "data.train_samples=8", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2",
     "data.num_workers=0", "model.vgg_weights=random", "model.discriminator.num_layers=4", "model.policy.update_every=2",
     "model.policy.refresh_every=2", "model.policy.update_batches=1", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
     "model.scheduler.name=constant", "trainer.val_check_interval=4",

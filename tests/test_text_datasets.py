@@ -14,7 +14,15 @@ from datamodules.synthtext import SynthTextDataModule, background_stem, word_pol
 from datamodules.text_removal import parse_polygon_line, rasterize
 from tests.conftest import write_image
 from tests.text_fixtures import (
-    POSTER_BOXES, POSTER_H, POSTER_W, SCUT_POLYGONS, SIZE, make_posterase, make_scut_enstext, make_scut_syn, make_synthtext,
+    POSTER_BOXES,
+    POSTER_H,
+    POSTER_W,
+    SCUT_POLYGONS,
+    SIZE,
+    make_posterase,
+    make_scut_enstext,
+    make_scut_syn,
+    make_synthtext,
 )
 
 

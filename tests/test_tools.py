@@ -16,7 +16,6 @@ import zoo
 from tests.conftest import ROOT, TINY_TRAIN, read_metrics, run_tool
 
 
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("train") / "run"

@@ -1,26 +1,65 @@
-"""rezoo: a model zoo for scene-text removal and image restoration.
+"""rezoo: a model zoo for scene-text removal, image restoration and super-resolution.
 
-Public API: :func:`list_models`, :func:`create_model`, :func:`load_weights`.
+Public API: :func:`list_models`, :func:`model_info`, :func:`create_model`, :func:`load_weights`.
 """
 from zoo._compat import ensure_torchvision_importable
 
 TORCHVISION_OPS = ensure_torchvision_importable()  # first: before anything imports torchvision
 
+from functools import cache  # noqa: E402
+from importlib import metadata as _metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
 from zoo import weights as _weights  # noqa: E402
-from zoo.registry import get_entry, list_models, register_model  # noqa: E402
 
 # Model families register themselves on import; their model files import torch only.
 from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
+from zoo.errors import WeightsError  # noqa: E402
 from zoo.garnet import model as _garnet  # noqa: E402,F401
-from zoo.ste import model as _ste  # noqa: E402,F401
 from zoo.pip import model as _pip  # noqa: E402,F401
+from zoo.registry import get_entry, register_model, registered_names  # noqa: E402
+from zoo.ste import model as _ste  # noqa: E402,F401
 
-__all__ = ["create_model", "list_models", "load_weights", "register_model"]
+try:
+    __version__ = _metadata.version("rezoo")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "create_model", "list_models", "load_weights", "model_info", "register_model"]
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern``; with ``pretrained=True`` only those
+    with weights in the manifest."""
+    names = registered_names(pattern)
+    if pretrained:
+        manifest = _weights.load_manifest()
+        names = [name for name in names if manifest.get(name)]
+    return names
+
+
+@cache
+def _parameter_count(name: str) -> int:
+    """Parameters of the default configuration, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        model = get_entry(name).builder()
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """What a registered model is, as a plain dict: ``name``, ``task``, ``inputs`` (the image, then the
+    keyword conditions), ``optional`` (conditions it can do without), ``scale``, ``pad_multiple``,
+    ``composites`` (eval output pasted into the input outside the mask), ``default_tag``, ``tags``
+    (weights in the manifest) and ``params`` (of the default configuration)."""
+    entry = get_entry(name)
+    return {
+        "name": name, "task": entry.task, "inputs": entry.inputs, "optional": entry.optional, "scale": entry.scale,
+        "pad_multiple": entry.pad_multiple, "composites": entry.composites, "default_tag": entry.default_tag,
+        "tags": tuple(_weights.load_manifest().get(name, {})), "params": _parameter_count(name),
+    }
 
 
 def _read_pretrained(name: str, pretrained: bool | str | Path, progress: bool) -> tuple[Path, _weights.Checkpoint]:
@@ -29,7 +68,7 @@ def _read_pretrained(name: str, pretrained: bool | str | Path, progress: bool) -
     path = _weights.resolve_pretrained(name, spec, get_entry(name).default_tag, progress)
     checkpoint = _weights.read_checkpoint(path)
     if checkpoint.model_name not in (None, name):
-        raise ValueError(f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}")
+        raise WeightsError(f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {checkpoint.model_name}")
     return path, checkpoint
 
 

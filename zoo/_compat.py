@@ -12,7 +12,7 @@ import glob
 import importlib.util
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

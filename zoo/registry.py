@@ -1,45 +1,86 @@
-"""Model registry: name -> builder, default pretrained tag and official-key remapping hook.
+"""Model registry: name -> builder plus what tools need to know about the model (timm-style metadata).
 
-Model files register their builders with ``@register_model``; ``zoo.create_model`` looks them up.
-Only torch is imported here, so ``hubconf.py`` stays light.
+Model files register their builders with ``@register_model``; ``zoo.create_model`` builds them and
+``zoo.model_info`` describes them. Only torch is imported here, so ``hubconf.py`` stays light.
 """
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
+from zoo.errors import UnknownModelError
+
 StateDict = dict[str, torch.Tensor]
+TASKS = ("text_removal", "restoration", "super_resolution", "recognition")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model.
+
+    ``inputs``: what the eval forward takes, the image first, then its conditions as keyword
+    arguments (``model(image, mask=m)``, ``model(image, degradation=d)``, ``model(lr)``);
+    ``optional``: the conditions it can do without. ``scale``: output size / input size.
+    ``pad_multiple``: the multiple the forward pads H and W to internally (1: none needed).
+    ``composites``: the eval output is pasted into the input outside the (given) mask.
+    """
+
     name: str
     builder: Callable[..., torch.nn.Module]
+    task: str
+    inputs: tuple[str, ...] = ("image",)
+    optional: tuple[str, ...] = ()
+    scale: int = 1
+    pad_multiple: int = 1
+    composites: bool = False
     default_tag: str | None = None
     remap: Callable[[StateDict], StateDict] | None = None  # official upstream keys -> ours
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The keyword conditions (every input after the image)."""
+        return self.inputs[1:]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The conditions a call cannot do without."""
+        return tuple(name for name in self.conditions if name not in self.optional)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, *, default_tag: str | None = None, remap: Callable[[StateDict], StateDict] | None = None
+    name: str,
+    *,
+    task: str,
+    inputs: tuple[str, ...] = ("image",),
+    optional: tuple[str, ...] = (),
+    scale: int = 1,
+    pad_multiple: int = 1,
+    composites: bool = False,
+    default_tag: str | None = None,
+    remap: Callable[[StateDict], StateDict] | None = None,
 ) -> Callable:
-    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name``."""
+    """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name`` with its metadata."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if not inputs or inputs[0] not in ("image", "lr") or not set(optional) <= set(inputs[1:]):
+        raise ValueError(f"inputs must start with 'image' or 'lr' and contain every optional one; got {inputs}, {optional}")
 
     def decorator(builder: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, default_tag, remap)
+        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, default_tag, remap)
         return builder
 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
+def registered_names(pattern: str = "*") -> list[str]:
     """Sorted registered names matching a shell-style ``pattern``."""
     return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
 
@@ -48,4 +89,4 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models()) or 'none'}") from None
+        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(registered_names()) or 'none'}") from None

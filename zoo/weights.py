@@ -19,14 +19,17 @@ import os
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from zoo.errors import WeightsError
+
 StateDict = dict[str, torch.Tensor]
-MANIFEST_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "manifest.yaml"
 _WRAPPER_KEYS = ("model_state_dict", "state_dict", "params_ema", "params", "model", "net")
 SAFETENSORS_METADATA_KEY = "rezoo"
 
@@ -43,11 +46,11 @@ class Checkpoint:
 
 # ----------------------------------------------------------------------------------------- manifest
 def load_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {tag: entry}}`` from ``checkpoints/manifest.yaml``."""
+    """``{model: {tag: entry}}`` from the package's ``zoo/manifest.yaml`` (or ``path``)."""
     import yaml
 
-    with open(path or MANIFEST_PATH, encoding="utf-8") as handle:
-        return (yaml.safe_load(handle) or {}).get("models", {}) or {}
+    text = Path(path).read_text(encoding="utf-8") if path else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
+    return (yaml.safe_load(text) or {}).get("models", {}) or {}
 
 
 def manifest_entry(model_name: str, tag: str, manifest: dict | None = None) -> dict[str, Any] | None:
@@ -128,7 +131,7 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, default_tag: str
     """A local file for ``pretrained``: ``True`` (default tag), a manifest tag, a URL or a path."""
     if pretrained is True:
         if default_tag is None:
-            raise ValueError(f"model {model_name!r} has no default pretrained weights; pass a tag or a path")
+            raise WeightsError(f"model {model_name!r} has no default pretrained weights; pass a tag or a path (--weights <file>)")
         pretrained = default_tag
     spec = str(pretrained)
     entry = manifest_entry(model_name, spec)
@@ -139,7 +142,7 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, default_tag: str
     path = Path(spec).expanduser()
     if not path.is_file():
         tags = ", ".join(load_manifest().get(model_name, {})) or "none"
-        raise FileNotFoundError(f"pretrained={spec!r} is neither a file nor a manifest tag of {model_name!r} (tags: {tags})")
+        raise WeightsError(f"pretrained={spec!r} is neither a file nor a manifest tag of {model_name!r} (tags: {tags})")
     return path
 
 
@@ -157,7 +160,7 @@ def read_checkpoint(path: str | os.PathLike, use_ema: bool = True) -> Checkpoint
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - re-raised with the file name
-        raise RuntimeError(f"cannot read weights from {path}: {error}") from error
+        raise WeightsError(f"cannot read weights from {path}: {error}") from error
     if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
         return _from_lightning(obj, use_ema)
     return Checkpoint(_unwrap_official(obj, path), "official")
@@ -174,10 +177,10 @@ def _unwrap_official(obj: Any, path: Path) -> StateDict:
     while isinstance(obj, dict) and not _is_state_dict(obj):
         key = next((k for k in _WRAPPER_KEYS if k in obj), None)
         if key is None:
-            raise ValueError(f"{path}: no state_dict found; top-level keys {sorted(obj)[:10]}")
+            raise WeightsError(f"{path}: no state_dict found; top-level keys {sorted(obj)[:10]}")
         obj = obj[key]
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a state_dict (dict of tensors), got {type(obj).__name__}")
+        raise WeightsError(f"{path}: expected a state_dict (dict of tensors), got {type(obj).__name__}")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
@@ -199,7 +202,7 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, source
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
-        raise RuntimeError("\n".join(lines))
+        raise WeightsError("\n".join(lines))
     model.load_state_dict(state_dict, strict=True)
 
 

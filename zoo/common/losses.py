@@ -78,7 +78,7 @@ class VGGFeatureLoss(nn.Module):
                 stages.append(x)
         return stages
 
-    def train(self, mode: bool = True) -> "VGGFeatureLoss":
+    def train(self, mode: bool = True) -> VGGFeatureLoss:
         return super().train(False)  # a fixed feature extractor
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

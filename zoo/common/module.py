@@ -12,11 +12,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from PIL import Image
 from torchmetrics import MeanMetric
 
 import zoo
 from zoo.common.ema import make_ema_copy, update_ema
+from zoo.common.images import save_image
 from zoo.common.optim import build_optimizer, build_scheduler
 from zoo.metrics import psnr, ssim
 
@@ -36,14 +36,6 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
-
-
-def save_image(tensor: torch.Tensor, path: Path) -> None:
-    """(3|1,H,W) float [0,1] -> 8-bit PNG/JPEG."""
-    array = (tensor.detach().float().clamp(0, 1) * 255).round().byte().cpu()
-    array = array.expand(3, -1, -1) if array.shape[0] == 1 else array
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.permute(1, 2, 0).numpy()).save(path)
 
 
 def sample_grid(batch: dict[str, Any], output: torch.Tensor, max_rows: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ with a larger ``max_steps`` stretches the remaining schedule instead of failing.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 

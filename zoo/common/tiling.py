@@ -1,7 +1,7 @@
 """Tiled inference with blended overlaps, for images larger than memory allows (torch only)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

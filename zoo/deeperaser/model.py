@@ -16,7 +16,8 @@ The official ``InstanceNorm2d`` layers have no affine weights and so no keys.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,18 @@ from torch.utils.checkpoint import checkpoint
 
 from zoo.registry import register_model
 
-__all__ = ["DeepEraser", "deeperaser"]
+__all__ = ["DeepEraser", "DeepEraserOutput", "deeperaser"]
+
+
+@dataclass
+class DeepEraserOutput:
+    """Training-time outputs: every iterate ``image + residual_k`` (unclamped), for the sequence loss."""
+
+    iterates: list[torch.Tensor]
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.iterates[-1]
 
 
 def instance_norm(x: torch.Tensor) -> torch.Tensor:
@@ -195,7 +207,7 @@ class DeepEraser(nn.Module):
 
     def forward_train(
         self, image: torch.Tensor, mask: torch.Tensor, iters: int | None = None, checkpoint_iterations: bool = False
-    ) -> list[torch.Tensor]:
+    ) -> DeepEraserOutput:
         """All ``iters`` iterates ``image + residual_k`` (unclamped), for the sequence loss.
 
         ``checkpoint_iterations`` recomputes each iteration in the backward pass instead of keeping its
@@ -211,7 +223,7 @@ class DeepEraser(nn.Module):
                 hidden, residual = self.update_block(hidden, context_terms, estimate)
             estimate = image + residual
             iterates.append(estimate)
-        return iterates
+        return DeepEraserOutput(iterates)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, iters: int | None = None) -> torch.Tensor:
         hidden, context_terms = self._initial_state(image, mask)
@@ -222,7 +234,7 @@ class DeepEraser(nn.Module):
         return estimate.clamp(0, 1)
 
 
-@register_model("deeperaser", default_tag="scut_enstext")
+@register_model("deeperaser", task="text_removal", inputs=("image", "mask"), default_tag="scut_enstext")
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""
     return DeepEraser(**kwargs)

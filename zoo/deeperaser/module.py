@@ -11,7 +11,8 @@ The official repository has no training code; what follows is our reading of the
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +108,7 @@ class DeepEraserModule(RestorationModule):
         mask, target = select_text_instances(
             batch["image"], batch["target"], batch["mask"], batch.get("boxes"), hp.all_text_prob, hp.box_prob, hp.max_dilation
         )
-        iterates = self.net.forward_train(batch["image"], mask, hp.train_iters, hp.checkpoint_iterations)
-        loss = sequence_loss(iterates, target, hp.gamma, hp.loss)
+        outputs = self.net.forward_train(batch["image"], mask, hp.train_iters, hp.checkpoint_iterations)
+        loss = sequence_loss(outputs.iterates, target, hp.gamma, hp.loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(mask))
         return loss

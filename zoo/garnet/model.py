@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.common.padding import crop_to, pad_to_multiple
 from zoo.registry import register_model
 
 __all__ = ["GaRNet", "GaRNetOutput", "PatchDiscriminator", "garnet"]
@@ -226,13 +227,8 @@ class GaRNet(nn.Module):
             if (height, width) != size:
                 output = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
         else:
-            pad_h, pad_w = -height % STRIDE, -width % STRIDE
-            if pad_h or pad_w:
-                padded_image = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
-                padded_mask = F.pad(mask, (0, pad_w, 0, pad_h))
-            else:
-                padded_image, padded_mask = image, mask
-            output = self.forward_train(padded_image, padded_mask).full[..., :height, :width].clamp(-1, 1).add_(1).mul_(0.5)
+            padded_image, padded_mask = pad_to_multiple(image, STRIDE), pad_to_multiple(mask, STRIDE, mode="constant")
+            output = crop_to(self.forward_train(padded_image, padded_mask).full, (height, width)).clamp(-1, 1).add_(1).mul_(0.5)
         return torch.lerp(image, output.to(image.dtype), mask)  # output inside the mask, the input outside (dtype: autocast)
 
 
@@ -258,7 +254,7 @@ class PatchDiscriminator(nn.Module):
         return self.outblock(self.blocks(self.initialblock(x)))
 
 
-@register_model("garnet", default_tag="scut_enstext_synthtext")
+@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, default_tag="scut_enstext_synthtext")
 def garnet(**kwargs) -> GaRNet:
     """GaRNet (12,399,909 parameters with the default arguments, 160 of them frozen)."""
     return GaRNet(**kwargs)

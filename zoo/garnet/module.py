@@ -12,7 +12,8 @@ in ``README.md`` in this folder and exposed in ``configs/zoo/garnet.yaml``.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -16,8 +16,8 @@ not bundled).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -153,7 +153,7 @@ def _clip(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
         edge = b - a
         inputs, output = output, []
 
-        def inside(p: np.ndarray) -> bool:
+        def inside(p: np.ndarray, edge: np.ndarray = edge, a: np.ndarray = a) -> bool:
             return edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0]) >= 0
 
         for p, q in zip(inputs, inputs[1:] + inputs[:1]):

@@ -13,8 +13,8 @@ Any callable ``images -> (B, D) features`` can stand in for the Inception networ
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def folder_features(paths: Iterable[Path], extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 50) -> np.ndarray:
     """Features of image files (RGB [0,1] at stored size; images of equal size are batched)."""
-    from datamodules.base import read_image, to_tensor
+    from zoo.common.images import read_image, to_tensor
 
     features, pending = [], []
 

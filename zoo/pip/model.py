@@ -27,16 +27,19 @@ NAFNet's four skips. ``sensor=True`` adds a small degradation classifier for bli
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.common.padding import crop_to, pad_to_multiple
+from zoo.errors import InputError
 from zoo.registry import register_model
 
-__all__ = ["PIPRestormer", "PIPNAFNet", "PIPOutput", "DegradationSensor", "degradation_weights", "pip", "DEGRADATIONS"]
+__all__ = ["PIPRestormer", "PIPNAFNet", "PIPOutput", "DegradationSensor", "degradation_weights", "pip", "pip_nafnet", "DEGRADATIONS"]
 
 DEGRADATIONS = ("noise", "rain", "haze", "blur", "low-light")  # class indices 0..4
 
@@ -322,7 +325,6 @@ class PIPBase(nn.Module):
     """Shared prompt plumbing, blind sensor and eval forward of both backbones."""
 
     multiple = 8
-    input_kind = "degradation"  # the second forward argument (tools pass a mask to text-removal models)
 
     def _init_pip(self, feat_dims: Sequence[int], prompt_dims: Sequence[int], prompt_sizes: Sequence[int], classes: int,
                   prompt_heads: int, interaction_heads: int, expansion: float, bias: bool, norm_bias: bool, sensor: bool) -> None:
@@ -347,7 +349,7 @@ class PIPBase(nn.Module):
         logits = self.sensor(image) if self.sensor is not None else None
         if degradation is None:
             if logits is None:
-                raise ValueError("PIP needs the degradation class (int, (B,) or (B,2) pairs) unless built with sensor=True (blind mode)")
+                raise InputError("PIP needs the degradation class (int, (B,) or (B,2) pairs) unless built with sensor=True (blind mode)")
             return F.one_hot(logits.argmax(1), self.classes).float(), logits
         return degradation_weights(degradation, image.shape[0], self.classes, image.device), logits
 
@@ -362,11 +364,8 @@ class PIPBase(nn.Module):
         """Restore (B,3,H,W) RGB in [0,1], any H x W (reflect-padded to the backbone's multiple), clamped
         to [0,1]. ``degradation``: class(es) 0 noise, 1 rain, 2 haze, 3 blur, 4 low-light, pairs for mixed
         degradations, or ``None`` (blind, needs ``sensor=True``)."""
-        height, width = image.shape[-2:]
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
-        output = self.forward_train(padded, degradation).restored
-        return output[..., :height, :width].clamp(0, 1)
+        output = self.forward_train(pad_to_multiple(image, self.multiple), degradation).restored
+        return crop_to(output, image.shape[-2:]).clamp(0, 1)
 
 
 class PIPRestormer(PIPBase):
@@ -489,13 +488,15 @@ class PIPNAFNet(PIPBase):
         return self.ending(x) + image
 
 
-BACKBONES = {"restormer": PIPRestormer, "nafnet": PIPNAFNet}
+@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8)
+def pip(**kwargs: Any) -> PIPRestormer:
+    """PIP on Restormer, the released configuration (27,429,510 parameters with the defaults).
+    ``sensor=True`` adds the blind-mode degradation classifier (``degradation`` may then be omitted)."""
+    return PIPRestormer(**kwargs)
 
 
-@register_model("pip", default_tag=None)
-def pip(backbone: str = "restormer", **kwargs: Any) -> PIPBase:
-    """PIP on ``backbone`` (restormer: 27,429,510 parameters with the defaults, the released
-    configuration; nafnet). ``sensor=True`` adds the blind-mode degradation classifier."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {backbone!r}")
-    return BACKBONES[backbone](**kwargs)
+@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16)
+def pip_nafnet(**kwargs: Any) -> PIPNAFNet:
+    """PIP on NAFNet, the paper's second backbone (our per-level PIP settings: no release exists).
+    ``sensor=True`` adds the blind-mode degradation classifier."""
+    return PIPNAFNet(**kwargs)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from zoo.common.padding import crop_to, pad_to_multiple
 from zoo.registry import register_model
 
 __all__ = ["STEEraser", "STEOutput", "STEDiscriminator", "MaskCritic", "ste"]
@@ -231,19 +232,16 @@ class STEEraser(MaskDecoder):
         if composite not in COMPOSITES:
             raise ValueError(f"composite must be one of {COMPOSITES}, got {composite!r}")
         height, width = image.shape[-2:]
-        pad_h, pad_w = -height % STRIDE, -width % STRIDE
-        padded = image
-        if pad_h or pad_w:
-            padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect" if min(height, width) > max(pad_h, pad_w) else "replicate")
+        padded = pad_to_multiple(image, STRIDE)
         predicted = mask is None and composite == "predicted"
         outputs = self.forward_train(padded, mask_branch=predicted)
-        refined = outputs.refined[..., :height, :width].clamp(0, 1)
+        refined = crop_to(outputs.refined, (height, width)).clamp(0, 1)
         if mask is not None:
             if mask.shape[-2:] != image.shape[-2:]:
                 raise ValueError(f"mask must be (B,1,H,W) matching image {tuple(image.shape)}; got {tuple(mask.shape)}")
             return torch.lerp(image, refined.to(image.dtype), (mask > 0.5).to(image.dtype))  # dtype: autocast
         if predicted:
-            return torch.lerp(image, refined.to(image.dtype), self.text_region(outputs.mask_logits[..., :height, :width]).to(image.dtype))
+            return torch.lerp(image, refined.to(image.dtype), self.text_region(crop_to(outputs.mask_logits, (height, width))).to(image.dtype))
         return refined
 
 
@@ -277,7 +275,7 @@ class STEDiscriminator(nn.Module):
         return self.fusion(features).flatten(1)
 
 
-@register_model("ste", default_tag="posterase")
+@register_model("ste", task="text_removal", inputs=("image", "mask"), optional=("mask",), pad_multiple=STRIDE, composites=True, default_tag="posterase")
 def ste(**kwargs) -> STEEraser:
     """STE eraser (19,737,615 parameters with the default arguments)."""
     return STEEraser(**kwargs)

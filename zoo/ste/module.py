@@ -29,8 +29,9 @@ the batch's input/target/text mask are used as they are (the mask plays the synt
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,7 +44,13 @@ from zoo.common.optim import build_optimizer
 from zoo.metrics import psnr
 from zoo.ste.model import MaskCritic, STEDiscriminator, STEOutput
 from zoo.ste.policy import (
-    PolicyController, actions_to_styles, difficulty_reward, realism_reward, reinforce_loss, uniform_actions, update_running_mean,
+    PolicyController,
+    actions_to_styles,
+    difficulty_reward,
+    realism_reward,
+    reinforce_loss,
+    uniform_actions,
+    update_running_mean,
 )
 from zoo.ste.synthesis import TextSynthesizer
 
@@ -73,7 +80,7 @@ class PolicySettings:
     feature_weights: str | None = None  # conditioned: torchvision vgg16 state_dict (None: download; "random": tests)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any] | None) -> "PolicySettings":
+    def from_config(cls, config: dict[str, Any] | None) -> PolicySettings:
         config = dict(config or {})
         unknown = set(config) - {f.name for f in fields(cls)}
         if unknown:
@@ -112,7 +119,7 @@ class ImageFeatures(torch.nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
 
-    def train(self, mode: bool = True) -> "ImageFeatures":
+    def train(self, mode: bool = True) -> ImageFeatures:
         return super().train(False)
 
     @torch.no_grad()

@@ -36,15 +36,16 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from datamodules.synthetic_text import find_fonts, load_font
+from zoo.common.fonts import find_fonts, load_font
 
 __all__ = ["Placement", "TextSynthesizer", "extract_strokes", "synthetic_text_mask", "parse_place", "placements_from_boxes", "OFFICIAL_FONTS"]
 

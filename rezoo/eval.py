@@ -1,0 +1,73 @@
+"""Evaluate weights on a test split: ``rezoo eval zoo=<model> data=<name> checkpoint=<tag|path>``.
+
+``checkpoint`` is a manifest tag, an official release file, an exported safetensors or a Lightning
+checkpoint (EMA weights when it has them). Prints a table and writes ``metrics.json`` (and, with
+``save_images=true``, the outputs under ``images/``) in the run directory.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import zoo  # torchvision compat first
+from rezoo.runner import log, resolve_profile, run_hydra
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    import lightning as L
+    from hydra.utils import instantiate
+    from rich.console import Console
+    from rich.table import Table
+
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model, pretrained=None)
+    module.net = zoo.create_model(cfg.model_name, pretrained=str(cfg.checkpoint))
+    module.ema_net = None  # create_model already picked the EMA weights of a Lightning checkpoint
+    # one device: a distributed sampler would pad the test set and change the numbers
+    trainer = instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[])
+    run_dir = Path(trainer.default_root_dir)
+    if cfg.save_images:
+        module.save_dir = run_dir / "images"
+    if cfg.protocol:
+        from zoo.metrics.text_removal import ProtocolScorer
+
+        module.scorers[cfg.protocol] = ProtocolScorer(cfg.protocol, composite=cfg.composite)
+    if cfg.fid:
+        from zoo.metrics.fid import FIDInception, FIDScorer
+
+        module.scorers["test"] = FIDScorer(FIDInception(cfg.fid_weights))
+    trainer.test(module, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
+    for name, scorer in module.scorers.items():
+        metrics.update({f"{name}/{key}": value for key, value in scorer.compute().items()})
+    result = {"model": cfg.model_name, "checkpoint": str(cfg.checkpoint), "data": cfg.data.get("_target_"), "metrics": metrics}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    table = Table(title=f"{cfg.model_name} - {cfg.checkpoint}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    Console().print(table)
+    print(f"metrics written to {run_dir / 'metrics.json'}")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "rezoo eval") -> dict[str, float]:
+    import sys
+
+    overrides, profile, reason = resolve_profile(sys.argv[1:] if argv is None else argv)
+
+    def task(cfg: DictConfig) -> dict[str, float]:
+        log.info("profile=%s (%s)", profile, reason)
+        return evaluate(cfg)
+
+    return run_hydra(task, "eval", overrides, prog)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Image I/O shared by the tools, the metrics and the datamodules (the data package imports it from
+here; the model package never imports the data package)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from zoo.errors import InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class BadSampleError(InputError, RuntimeError):
+    """A sample that cannot be used (unreadable, corrupt, inconsistent); the message names the file."""
+
+
+def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """Read an image fully (so truncated files fail here) as uint8 HxWxC (RGB) or HxW (L)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image.convert(mode))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise BadSampleError(f"cannot read image {path}: {error}") from error
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """uint8 HxWxC / HxW -> float CxHxW in [0,1]."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255)
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` for the images in ``folder``; two files with one stem are an error."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            if path.stem in found:
+                raise InputError(f"two images share the stem {path.stem!r} in {folder}: {found[path.stem].name}, {path.name}")
+            found[path.stem] = path
+    return found
+
+
+def save_image(tensor: torch.Tensor, path: Path) -> None:
+    """(3|1,H,W) float [0,1] -> 8-bit PNG/JPEG (parent folders created)."""
+    array = (tensor.detach().float().clamp(0, 1) * 255).round().byte().cpu()
+    array = array.expand(3, -1, -1) if array.shape[0] == 1 else array
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.permute(1, 2, 0).numpy()).save(path)
