@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import inspect
 import json
 import platform
 import resource
@@ -161,8 +162,9 @@ def make_step(model: torch.nn.Module, args: argparse.Namespace, reference_kwargs
     image, conditions = make_inputs(args.model, args.batch, args.size, device, mode)
 
     def call(function: Callable[..., Any]) -> Any:
-        if reference_kwargs is None:
-            return function(image, **conditions)
+        if reference_kwargs is None:  # forward_train takes the conditions it uses (STE's predicts its own mask)
+            accepted = inspect.signature(function.forward if isinstance(function, torch.nn.Module) else function).parameters
+            return function(image, **{k: v for k, v in conditions.items() if k in accepted})
         return function(image, *conditions.values(), **reference_kwargs)
 
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=mode == "bf16")
@@ -234,6 +236,9 @@ def markdown_table(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
+        if "error" in r:  # e.g. out of memory (benchmarks/gpu.sh)
+            lines.append(f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | | | {r['error']} | | |")
+            continue
         lines.append(
             f"| {r['model']} | {r['implementation']} | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | "
             f"{r.get('gpu') or r['device']} | {r['threads']} | {r['images_per_s']:.3g} | {r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} |"

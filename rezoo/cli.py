@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
+
+from zoo.errors import UnverifiedWeightsWarning
+
+_python_format_warning = warnings.formatwarning
 
 COMMANDS = {
     "train": ("rezoo.train", "train a model (Hydra overrides)"),
@@ -67,9 +72,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(argv)
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """Our own warnings as one ``warning:`` line; everyone else's as Python prints them."""
+    if issubclass(category, UnverifiedWeightsWarning):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
 def run(argv: Sequence[str] | None = None) -> Any:
     """Run a command and return its result (the tests call this)."""
     from rezoo.runner import user_errors
+
+    warnings.formatwarning = _format_warning
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):

@@ -16,15 +16,16 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 import zoo
-from zoo.weights import SAFETENSORS_METADATA_KEY, read_checkpoint, sha256_file
+from zoo.errors import WeightsError
+from zoo.weights import SAFETENSORS_METADATA_KEY, load_state_dict_strict, read_checkpoint, sha256_file
 
 
 def export(checkpoint: Path, out_dir: Path, tag: str = "custom", use_ema: bool = True, model_name: str | None = None) -> Path:
     ckpt = read_checkpoint(checkpoint, use_ema=use_ema)
     name = model_name or ckpt.model_name
     if name is None:
-        raise ValueError(f"{checkpoint} does not say which model it holds; pass --model")
-    zoo.create_model(name, **ckpt.model_kwargs).load_state_dict(ckpt.state_dict)  # fails loudly on a mismatch
+        raise WeightsError(f"{checkpoint} does not say which model it holds; pass --model <name>")
+    load_state_dict_strict(zoo.create_model(name, **ckpt.model_kwargs), ckpt.state_dict, str(checkpoint))  # a mismatch is a WeightsError
     metadata = {SAFETENSORS_METADATA_KEY: json.dumps({"model": name, "tag": tag, "kwargs": ckpt.model_kwargs})}
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".safetensors", delete=False) as handle:

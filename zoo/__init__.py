@@ -6,7 +6,6 @@ from zoo._compat import ensure_torchvision_importable
 
 TORCHVISION_OPS = ensure_torchvision_importable()  # first: before anything imports torchvision
 
-from functools import cache  # noqa: E402
 from importlib import metadata as _metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -41,14 +40,6 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return names
 
 
-@cache
-def _parameter_count(name: str) -> int:
-    """Parameters of the default configuration, counted on the meta device (nothing is allocated)."""
-    with torch.device("meta"):
-        model = get_entry(name).builder()
-    return sum(p.numel() for p in model.parameters())
-
-
 def model_info(name: str) -> dict[str, Any]:
     """What a registered model is, as a plain dict: ``name``, ``task``, ``inputs`` (the image, then the
     keyword conditions), ``optional`` (conditions it can do without), ``scale``, ``pad_multiple``,
@@ -58,7 +49,7 @@ def model_info(name: str) -> dict[str, Any]:
     return {
         "name": name, "task": entry.task, "inputs": entry.inputs, "optional": entry.optional, "scale": entry.scale,
         "pad_multiple": entry.pad_multiple, "composites": entry.composites, "default_tag": entry.default_tag,
-        "tags": tuple(_weights.load_manifest().get(name, {})), "params": _parameter_count(name),
+        "tags": tuple(_weights.load_manifest().get(name, {})), "params": entry.params,
     }
 
 

@@ -30,3 +30,8 @@ class WeightsError(UserError, RuntimeError):
 
 class DownloadError(UserError, RuntimeError):
     """A download that failed: offline, not found, timed out, or a hash mismatch."""
+
+
+class UnverifiedWeightsWarning(UserWarning):
+    """Weights downloaded without a sha256 to check them against (the ``rezoo`` commands print it as
+    one ``warning:`` line)."""

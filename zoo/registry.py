@@ -26,6 +26,8 @@ class ModelEntry:
     ``optional``: the conditions it can do without. ``scale``: output size / input size.
     ``pad_multiple``: the multiple the forward pads H and W to internally (1: none needed).
     ``composites``: the eval output is pasted into the input outside the (given) mask.
+    ``params``: parameters of the default configuration (declared, so that listing models builds
+    none; the tests build each model and compare).
     """
 
     name: str
@@ -36,6 +38,7 @@ class ModelEntry:
     scale: int = 1
     pad_multiple: int = 1
     composites: bool = False
+    params: int = 0
     default_tag: str | None = None
     remap: Callable[[StateDict], StateDict] | None = None  # official upstream keys -> ours
 
@@ -62,6 +65,7 @@ def register_model(
     scale: int = 1,
     pad_multiple: int = 1,
     composites: bool = False,
+    params: int = 0,
     default_tag: str | None = None,
     remap: Callable[[StateDict], StateDict] | None = None,
 ) -> Callable:
@@ -74,7 +78,7 @@ def register_model(
     def decorator(builder: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, default_tag, remap)
+        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, params, default_tag, remap)
         return builder
 
     return decorator

@@ -10,24 +10,34 @@ Three formats load into a registered model, detected automatically:
   the family's ``remap`` hook (its ``official.py``, where upstream names differ) maps the keys.
 
 Everything is read with safetensors or ``torch.load(weights_only=True)``; nothing is unpickled.
+
+Manifest entries download from a plain ``url:`` (urllib, with a timeout) or from the Hugging Face Hub
+(``hf: {repo_id, filename, revision}``, huggingface_hub) into :func:`cache_dir`; a cached file is used
+without any network call, and a failed download raises :class:`~zoo.errors.DownloadError` in one line
+with the URL, the reason and the way out.
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import socket
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
-from zoo.errors import WeightsError
+from zoo.errors import DownloadError, UnverifiedWeightsWarning, WeightsError
 
 StateDict = dict[str, torch.Tensor]
 _WRAPPER_KEYS = ("model_state_dict", "state_dict", "params_ema", "params", "model", "net")
@@ -45,10 +55,15 @@ class Checkpoint:
 
 
 # ----------------------------------------------------------------------------------------- manifest
+MANIFEST_ENV = "REZOO_MANIFEST"
+
+
 def load_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {tag: entry}}`` from the package's ``zoo/manifest.yaml`` (or ``path``)."""
+    """``{model: {tag: entry}}`` from ``path``, else the file named by ``$REZOO_MANIFEST`` (a mirror, or
+    a test manifest), else the package's ``zoo/manifest.yaml``."""
     import yaml
 
+    path = path or os.environ.get(MANIFEST_ENV)
     text = Path(path).read_text(encoding="utf-8") if path else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
     return (yaml.safe_load(text) or {}).get("models", {}) or {}
 
@@ -57,12 +72,64 @@ def manifest_entry(model_name: str, tag: str, manifest: dict | None = None) -> d
     return (manifest if manifest is not None else load_manifest()).get(model_name, {}).get(tag)
 
 
+def entry_url(entry: dict[str, Any]) -> str:
+    """The URL a manifest entry downloads from (``hf:`` entries: the Hub's ``resolve`` URL)."""
+    if "hf" in entry:
+        from huggingface_hub import hf_hub_url
+
+        hf = entry["hf"]
+        return hf_hub_url(hf["repo_id"], hf["filename"], revision=hf.get("revision", "main"))
+    if "url" in entry:
+        return entry["url"]
+    raise WeightsError(f"manifest entry {entry} has neither url: nor hf:")
+
+
+def entry_file(entry: dict[str, Any]) -> Path:
+    """Where a manifest entry's file is cached (also where a user may place it by hand)."""
+    return cache_dir() / (entry.get("file_name") or PurePosixPath(urllib.parse.urlparse(entry_url(entry)).path).name)
+
+
+def fetch(entry: dict[str, Any], progress: bool = True) -> Path:
+    """The local file of a manifest entry: the cached one (no network), else a download.
+
+    A download of an entry without sha256 warns that the file is unverified.
+    """
+    target = entry_file(entry)
+    if target.is_file():
+        return target
+    if "hf" in entry:
+        hf = entry["hf"]
+        download_hf(hf["repo_id"], hf["filename"], hf.get("revision", "main"), entry.get("sha256"), target.name, progress)
+    else:
+        download(entry_url(entry), entry.get("sha256"), target.name, progress)
+    if not entry.get("sha256"):
+        warnings.warn(f"{target} is unverified: the weights manifest has no sha256 for {entry_url(entry)}", UnverifiedWeightsWarning, stacklevel=2)
+    return target
+
+
 # ----------------------------------------------------------------------------------------- download
+DEFAULT_TIMEOUT = 60.0
+TIMEOUT_ENV = "REZOO_DOWNLOAD_TIMEOUT"
+WAY_OUT = "place the file at {target} or pass a local file (--weights <file>, or pretrained=<file> in Python)"
+
+
 def cache_dir() -> Path:
     """``$REZOO_CACHE`` or ``$TORCH_HOME/hub/checkpoints``."""
     if os.environ.get("REZOO_CACHE"):
         return Path(os.environ["REZOO_CACHE"])
     return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def download_timeout() -> float:
+    """Seconds a plain-URL download waits for the server: ``$REZOO_DOWNLOAD_TIMEOUT`` or 60."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        timeout = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        timeout = 0.0
+    if not timeout > 0:
+        raise DownloadError(f"{TIMEOUT_ENV}={text} is not a number of seconds > 0")
+    return timeout
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -73,37 +140,125 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _failed(url: str, reason: str, target: Path) -> DownloadError:
+    """The one-line error of a failed download: the URL, the reason and the way out."""
+    return DownloadError(f"cannot download {url}: {reason}; " + WAY_OUT.format(target=target))
+
+
+def _check_sha256(url: str, actual: str, expected: str | None, target: Path) -> None:
+    if expected and actual != expected.lower():
+        raise _failed(url, f"sha256 mismatch: expected {expected.lower()}, got {actual} (download deleted)", target)
+
+
 def download(url: str, sha256: str | None = None, file_name: str | None = None, progress: bool = True) -> Path:
-    """Download ``url`` into the cache and return its path.
+    """Download ``url`` (urllib, ``$REZOO_DOWNLOAD_TIMEOUT``) into the cache and return its path.
 
     A cached file is returned without any network call. A new download goes to a temporary file in
     the cache folder, is checked against ``sha256`` (when given) and only then renamed into place, so
-    an interrupted or corrupt download leaves nothing behind under the final name.
+    an interrupted or corrupt download leaves nothing behind. Any failure raises :class:`DownloadError`.
     """
     name = file_name or Path(urllib.parse.urlparse(url).path).name
     if not name:
-        raise ValueError(f"cannot derive a file name from {url!r}; give file_name")
+        raise DownloadError(f"cannot derive a file name from {url}; give file_name")
     target = cache_dir() / name
     if target.is_file():
         return target
+    timeout = download_timeout()
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     handle, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310 (manifest URLs)
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with _DownloadProgress(name, total, progress) as advance:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    digest.update(block)
-                    advance(len(block))
-        if sha256 and digest.hexdigest() != sha256.lower():
-            raise RuntimeError(f"sha256 mismatch for {url}: expected {sha256}, got {digest.hexdigest()}; file discarded")
+        try:
+            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (manifest URLs)
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with _DownloadProgress(name, total, progress) as advance:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        digest.update(block)
+                        advance(len(block))
+        except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError, timeouts, lost connections
+            raise _failed(url, _url_reason(url, error, timeout), target) from error
+        _check_sha256(url, digest.hexdigest(), sha256, target)
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return target
+
+
+def _url_reason(url: str, error: BaseException, timeout: float) -> str:
+    """A short reason for a failed urllib download."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {http.client.responses.get(error.code, error.reason)}"
+    if isinstance(error, urllib.error.URLError):
+        if not isinstance(error.reason, BaseException):
+            return str(error.reason)
+        error = error.reason
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s (set {TIMEOUT_ENV} to wait longer)"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {urllib.parse.urlparse(url).hostname} ({error.strerror})"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def download_hf(
+    repo_id: str, filename: str, revision: str = "main", sha256: str | None = None, file_name: str | None = None, progress: bool = True
+) -> Path:
+    """Download ``filename`` of the Hugging Face Hub repository ``repo_id`` into the cache (huggingface_hub).
+
+    As :func:`download`: a cached file is returned without any network call; a new one is fetched by
+    ``hf_hub_download`` into a temporary folder in the cache, checked against ``sha256`` and only then
+    moved to ``cache_dir() / file_name``. Offline mode (``HF_HUB_OFFLINE=1``), a missing repository or
+    file and network errors raise :class:`DownloadError` naming the ``https://huggingface.co/...`` URL.
+    """
+    import huggingface_hub
+
+    target = cache_dir() / (file_name or PurePosixPath(filename).name)
+    if target.is_file():
+        return target
+    url = huggingface_hub.hf_hub_url(repo_id, filename, revision=revision)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp, _hf_progress_bars(progress):
+        try:
+            path = huggingface_hub.hf_hub_download(repo_id, filename, revision=revision, local_dir=tmp)
+        except Exception as error:  # noqa: BLE001 - every failure of the Hub client becomes one message
+            raise _failed(url, _hf_reason(error), target) from error
+        _check_sha256(url, sha256_file(path), sha256, target)
+        os.replace(path, target)
+    return target
+
+
+def _hf_reason(error: BaseException) -> str:
+    """A short reason for a failed ``hf_hub_download``."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "offline mode (HF_HUB_OFFLINE=1)"
+    response = getattr(error, "response", None)
+    if getattr(response, "status_code", None):
+        return f"HTTP {response.status_code} {http.client.responses.get(response.status_code, '')}".rstrip()
+    cause = error.__cause__ or error  # LocalEntryNotFoundError wraps the connection error
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
+
+
+@contextmanager
+def _hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """huggingface_hub's progress bars off while downloading when ``enabled`` is false."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if enabled or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
 
 
 class _DownloadProgress:
@@ -136,7 +291,7 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, default_tag: str
     spec = str(pretrained)
     entry = manifest_entry(model_name, spec)
     if entry is not None:
-        return download(entry["url"], entry.get("sha256"), entry.get("file_name"), progress)
+        return fetch(entry, progress)
     if "://" in spec:
         return download(spec, progress=progress)
     path = Path(spec).expanduser()
@@ -150,20 +305,26 @@ def resolve_pretrained(model_name: str, pretrained: bool | str, default_tag: str
 def read_checkpoint(path: str | os.PathLike, use_ema: bool = True) -> Checkpoint:
     """Read weights from any supported file format (see the module docstring)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = json.loads((handle.metadata() or {}).get(SAFETENSORS_METADATA_KEY, "{}"))
-        return Checkpoint(load_file(str(path)), "safetensors", metadata.get("model"), metadata.get("kwargs", {}))
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
     try:
+        if path.suffix == ".safetensors":
+            return _from_safetensors(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - re-raised with the file name
         raise WeightsError(f"cannot read weights from {path}: {error}") from error
     if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
         return _from_lightning(obj, use_ema)
     return Checkpoint(_unwrap_official(obj, path), "official")
+
+
+def _from_safetensors(path: Path) -> Checkpoint:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = json.loads((handle.metadata() or {}).get(SAFETENSORS_METADATA_KEY, "{}"))
+    return Checkpoint(load_file(str(path)), "safetensors", metadata.get("model"), metadata.get("kwargs", {}))
 
 
 def _from_lightning(ckpt: dict, use_ema: bool) -> Checkpoint:
@@ -192,8 +353,14 @@ def _is_state_dict(obj: dict) -> bool:
 
 # ------------------------------------------------------------------------------------------ loading
 def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, source: str = "state_dict") -> None:
-    """``load_state_dict(strict=True)`` with an error that lists missing/unexpected/mis-shaped keys."""
+    """``load_state_dict(strict=True)`` with an error that lists missing/unexpected/mis-shaped keys, or
+    says in one line that the file holds another model's weights when none of the keys match."""
     own = model.state_dict()
+    if own and not set(own) & set(state_dict):
+        examples = ", ".join(sorted(state_dict)[:3]) + (", ..." if len(state_dict) > 3 else "")
+        name = type(model).__name__
+        raise WeightsError(f"{source} holds no weights of {name}: none of its {len(own)} keys is in the file (which has {len(state_dict)} "
+                           f"others: {examples}); pass {name} weights, or use the --model they belong to")
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state_dict and state_dict[k].shape != own[k].shape]

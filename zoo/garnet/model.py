@@ -254,7 +254,7 @@ class PatchDiscriminator(nn.Module):
         return self.outblock(self.blocks(self.initialblock(x)))
 
 
-@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, default_tag="scut_enstext_synthtext")
+@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, params=12_399_909, default_tag="scut_enstext_synthtext")
 def garnet(**kwargs) -> GaRNet:
     """GaRNet (12,399,909 parameters with the default arguments, 160 of them frozen)."""
     return GaRNet(**kwargs)
