@@ -2,8 +2,10 @@
 bad-sample policy.
 
 A sample is a dict: ``image`` (3,H,W) float [0,1]; ``target`` (3,H,W) when the split has ground truth;
-``mask`` (1,H,W) {0,1} (1 = text); ``name`` str; task keys (``boxes`` (N,4) xyxy float, ...).
-``collate`` stacks tensors and keeps per-sample lists for ``name``/``boxes``/``text``.
+``mask`` (1,H,W) {0,1} (1 = text); ``name`` str (a file stem, without extension); ``set`` str, the
+evaluation set of a val/test sample when the datamodule declares sets (:meth:`BaseDataModule.eval_sets`);
+task keys (``boxes`` (N,4) xyxy float, ...). ``collate`` stacks tensors and keeps per-sample lists for
+``name``/``boxes``/``text``.
 """
 from __future__ import annotations
 
@@ -97,7 +99,14 @@ class SampleDataset(Dataset):
 
 
 class BaseDataModule(L.LightningDataModule):
-    """Builds train/val/test datasets through ``build_dataset(split)`` and wraps them in loaders."""
+    """Builds train/val/test datasets through ``build_dataset(split)`` and wraps them in loaders.
+
+    ``eval_sets(stage)`` declares the evaluation sets of the ``"val"`` / ``"test"`` samples: names in a
+    fixed order, the same in every process and without reading a sample. Each sample of the stage then
+    names its set in ``set``, and ``RestorationModule`` creates ``<stage>/<set>/<metric>`` for every
+    declared set at setup (next to the overall ``<stage>/<metric>``). ``[]``, the default, means one
+    unnamed set: the samples carry no ``set``.
+    """
 
     def __init__(
         self,
@@ -117,6 +126,10 @@ class BaseDataModule(L.LightningDataModule):
 
     def build_dataset(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    def eval_sets(self, stage: str) -> list[str]:
+        """The evaluation sets of ``stage`` (``"val"`` or ``"test"``), in order (class docstring)."""
+        return []
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", ("train", "val", "test"))

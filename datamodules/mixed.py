@@ -42,6 +42,9 @@ class MixedDataModule(BaseDataModule):
             return self.sources[self.eval_source].build_dataset(split)
         return ConcatDataset([self.sources[name].build_dataset("train") for name, w in self.weights.items() if w > 0])
 
+    def eval_sets(self, stage: str) -> list[str]:
+        return self.sources[self.eval_source].eval_sets(stage)
+
     def sample_weights(self, dataset: ConcatDataset) -> torch.Tensor:
         """Per-sample probabilities: each source's weight spread over its samples."""
         names = [name for name, w in self.weights.items() if w > 0]

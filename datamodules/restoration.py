@@ -4,8 +4,48 @@ A sample is ``image`` (degraded), ``target`` (clean), ``degradation`` (class: 0 
 3 blur, 4 low-light), ``set`` (the evaluation set it belongs to, e.g. ``derain_rain100l``) and ``name``.
 
 :class:`AllInOneDataModule` (``data=allinone``) reads the releases as they are laid out on disk, with
-``root`` the PromptIR/PIP dataset folder (holding ``data/``) or ``data/`` itself::
+``root`` the PromptIR/PIP dataset folder (holding ``data/``) or ``data/`` itself: :data:`LAYOUT` (also
+printed by layout errors).
 
+Pairing: same name, ``rain-N`` <-> ``norain-N``, and hazy ``<id>_<A>_<beta>`` <-> clear ``<id>``; an input
+without a ground truth is an error that lists them (``on_unmatched=skip`` drops them with a warning).
+Training repeats every task's list as the official recipe (denoise ×3 per σ with σ ∈ {15,25,50} → 9,
+derain ×120, dehaze ×1, deblur ×5, enhance ×20), takes random ``patch_size`` crops and one of the 8
+flips/rotations, drawn from a generator seeded by ``seed``, the distributed rank and the process's torch
+seed (the run's ``seed``; in a loader worker, a function of it and the worker): runs are reproducible.
+Test: one loader per task and set (denoise once per σ, with noise seeded per image), both images
+centre-cropped to a multiple of 16 as PIP's evaluation. Validation: the first ``val_size`` images of
+every test set in one loader. The sets, in that order, are the datamodule's ``eval_sets``.
+
+:class:`SyntheticRestorationDataModule` (``data=synthetic_restoration``) is the embedded default: the
+five degradations synthesised on procedural clean images (Gaussian noise σ 15/25/50; rain streaks;
+haze by the atmospheric scattering model on a smooth depth map; motion/defocus blur; low light by gamma
+and gain with sensor noise), every sample a function of (seed, split, index); its evaluation sets
+are the tasks.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+
+from datamodules.base import IMAGE_EXTENSIONS, BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor
+from datamodules.synthetic_text import SPLIT_IDS, generate_background
+
+log = logging.getLogger(__name__)
+
+TASKS = {"denoise": 0, "derain": 1, "dehaze": 2, "deblur": 3, "enhance": 4}
+NOISE_SIGMAS = (15, 25, 50)
+REPEATS = {"denoise": 3, "derain": 120, "dehaze": 1, "deblur": 5, "enhance": 20}  # official per-epoch composition
+LAYOUT = """\
     Train/Denoise/*                                   clean images (WED .bmp + BSD400 .jpg, with or without
                                                       the "a" prefix of PromptIR's lists); noise added on the fly
     Train/Derain/{rainy,gt}/                          rain-N.png <-> norain-N.png (or same names)
@@ -17,40 +57,7 @@ A sample is ``image`` (degraded), ``target`` (clean), ``degradation`` (class: 0 
     test/dehaze/[outdoor/]{input,target}/             SOTS outdoor     (or outdoor/{hazy,gt}, the raw SOTS)
     test/GOPRO_deblur/test/{blur,sharp}/              (or GOPRO_Large/test/<seq>/{blur,sharp})
     test/enhance/{low,high}/                          (or eval15/{low,high})
-
-Pairing: same name, ``rain-N`` <-> ``norain-N``, and hazy ``<id>_<A>_<beta>`` <-> clear ``<id>``; an input
-without a ground truth is an error that lists them (``on_unmatched=skip`` drops them with a warning).
-Training repeats every task's list as the official recipe (denoise ×3 per σ with σ ∈ {15,25,50} → 9,
-derain ×120, dehaze ×1, deblur ×5, enhance ×20), takes random ``patch_size`` crops and one of the 8
-flips/rotations. Test: one loader per task and set (denoise once per σ, with noise seeded per image),
-both images centre-cropped to a multiple of 16 as PIP's evaluation. Validation: the first ``val_size``
-images of every test set in one loader.
-
-:class:`SyntheticRestorationDataModule` (``data=synthetic_restoration``) is the embedded default: the
-five degradations synthesised on procedural clean images (Gaussian noise σ 15/25/50; rain streaks;
-haze by the atmospheric scattering model on a smooth depth map; motion/defocus blur; low light by gamma
-and gain with sensor noise), every sample a function of (seed, split, index).
-"""
-from __future__ import annotations
-
-import logging
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-from torch.utils.data import ConcatDataset, DataLoader
-
-from datamodules.base import IMAGE_EXTENSIONS, BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor
-from datamodules.synthetic_text import SPLIT_IDS, generate_background
-
-log = logging.getLogger(__name__)
-
-TASKS = {"denoise": 0, "derain": 1, "dehaze": 2, "deblur": 3, "enhance": 4}
-NOISE_SIGMAS = (15, 25, 50)
-REPEATS = {"denoise": 3, "derain": 120, "dehaze": 1, "deblur": 5, "enhance": 20}  # official per-epoch composition
+"""  # the all-in-one layouts under ``root`` (or ``root/data``), as the module docstring describes
 
 
 @dataclass
@@ -60,6 +67,12 @@ class RestorationPair:
     degradation: int
     set: str
     sigma: int | None = None
+    prefix: str = ""  # of the sample name, to tell apart the same file names in different folders of one set
+
+    @property
+    def name(self) -> str:
+        """The sample's name: ``prefix`` + the input's stem (the target's when noise is synthesised)."""
+        return self.prefix + (self.target if self.input is None else self.input).stem
 
 
 # ----------------------------------------------------------------------------------------- pairing
@@ -105,14 +118,13 @@ def first_dir(*candidates: Path) -> Path | None:
 
 
 def sequence_pairs(split_dir: Path, degradation: int, set_name: str, on_unmatched: str) -> list[RestorationPair]:
-    """GOPRO_Large/<split>/<sequence>/{blur,sharp}: pairs within each sequence."""
+    """GOPRO_Large/<split>/<sequence>/{blur,sharp}: pairs within each sequence, named ``<sequence>_<frame>``
+    (the names of PromptIR's flattened GOPRO_deblur folders)."""
     pairs = []
     for sequence in sorted(p for p in split_dir.iterdir() if (p / "blur").is_dir()):
-        pairs += pair_folders(images_under(sequence / "blur"), sequence / "sharp", degradation, set_name, on_unmatched)
+        found = pair_folders(images_under(sequence / "blur"), sequence / "sharp", degradation, set_name, on_unmatched)
+        pairs += [replace(pair, prefix=f"{sequence.name}_") for pair in found]
     return pairs
-
-
-LAYOUT = __doc__.split("::")[1].split("Pairing")[0]
 
 
 class AllInOneLayout:
@@ -155,8 +167,9 @@ class AllInOneLayout:
             sets = [(p.name.lower(), first_dir(p / "original") or p) for p in sorted(folder.iterdir()) if p.is_dir()]
             if images_under(folder):  # AirNet: the images directly in test/denoise
                 sets.insert(0, ("bsd68", folder))
-            return [[RestorationPair(None, p, label, f"denoise_{name}_{sigma}", sigma) for p in images_under(path)]
-                    for name, path in sets for sigma in NOISE_SIGMAS]
+            images = [(name, images_under(path)) for name, path in sets]
+            return [[RestorationPair(None, p, label, f"denoise_{name}_{sigma}", sigma) for p in paths]
+                    for name, paths in images if paths for sigma in NOISE_SIGMAS]
         if task == "derain" and (folder := first_dir(test / "derain")):
             if (folder / "input").is_dir():  # AirNet
                 return [pair_folders(images_under(folder / "input"), folder / "target", label, "derain_rain100l", unmatched)]
@@ -206,6 +219,8 @@ class AllInOneDataset(SampleDataset):
                  on_bad_sample: str = "raise"):
         super().__init__(on_bad_sample)
         self.pairs, self.train, self.patch_size, self.crop_multiple, self.seed = list(pairs), train, patch_size, crop_multiple, seed
+        self._rng: np.random.Generator | None = None
+        self._rng_key: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -217,7 +232,7 @@ class AllInOneDataset(SampleDataset):
         if image is not None and image.shape != target.shape:
             raise BadSampleError(f"size mismatch: {pair.input} is {image.shape[1]}x{image.shape[0]}, {pair.target} is {target.shape[1]}x{target.shape[0]}")
         if self.train:
-            rng = np.random.default_rng()
+            rng = self._generator()
             target, image = self._crop(rng, target, image)
             if image is None:
                 image = add_noise(target, pair.sigma, rng)
@@ -228,7 +243,17 @@ class AllInOneDataset(SampleDataset):
                 image = center_crop_multiple(image, self.crop_multiple) if image is not None else None
             if image is None:  # noise seeded per image and σ: the same test set every run
                 image = add_noise(target, pair.sigma, np.random.default_rng([self.seed, index, pair.sigma]))
-        return {"image": to_tensor(image), "target": to_tensor(target), "degradation": pair.degradation, "set": pair.set, "name": pair.target.stem if pair.input is None else pair.input.stem}
+        return {"image": to_tensor(image), "target": to_tensor(target), "degradation": pair.degradation, "set": pair.set, "name": pair.name}
+
+    def _generator(self) -> np.random.Generator:
+        """The training draws' generator, seeded by ``seed``, this process's torch seed (a loader worker's
+        follows the main process's, and under Lightning's ``seed_everything(workers=True)`` the rank too) and
+        the distributed rank; made again when the torch seed changes (a new worker, a new seed)."""
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        key = (torch.initial_seed(), rank)
+        if self._rng_key != key:
+            self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
+        return self._rng
 
     def _crop(self, rng: np.random.Generator, target: np.ndarray, image: np.ndarray | None):
         size = self.patch_size
@@ -264,14 +289,23 @@ class AllInOneDataModule(BaseDataModule):
         self.repeats = {**REPEATS, **(repeats or {})}
         self.on_bad_sample = on_bad_sample
 
+    @cached_property
+    def test_pairs(self) -> list[list[RestorationPair]]:
+        """The pairs of every evaluation set, task by task (read from disk once)."""
+        return [pairs for task in self.tasks for pairs in self.layout.test(task)]
+
+    def eval_sets(self, stage: str) -> list[str]:
+        """The test sets, in loader order (validation takes the first ``val_size`` images of each)."""
+        return [pairs[0].set for pairs in self.test_pairs]
+
     def test_sets(self) -> list[AllInOneDataset]:
         return [AllInOneDataset(pairs, False, crop_multiple=self.crop_multiple, seed=self.seed, on_bad_sample=self.on_bad_sample)
-                for task in self.tasks for pairs in self.layout.test(task)]
+                for pairs in self.test_pairs]
 
     def build_dataset(self, split: str):
         if split == "train":
             pairs = [pair for task in self.tasks for pair in self.layout.train(task) * self.repeats[task]]
-            return AllInOneDataset(pairs, True, self.patch_size, on_bad_sample=self.on_bad_sample)
+            return AllInOneDataset(pairs, True, self.patch_size, seed=self.seed, on_bad_sample=self.on_bad_sample)
         if split == "val":
             return ConcatDataset([AllInOneDataset(s.pairs[: self.val_size] if self.val_size else s.pairs, False, crop_multiple=self.crop_multiple,
                                                   seed=self.seed, on_bad_sample=self.on_bad_sample) for s in self.test_sets()])
@@ -367,6 +401,9 @@ class SyntheticRestorationDataModule(BaseDataModule):
             raise ValueError(f"data.tasks must be among {list(TASKS)}, got {list(tasks)}")
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
         self.kwargs = dict(size=size, seed=seed, tasks=list(tasks))
+
+    def eval_sets(self, stage: str) -> list[str]:
+        return list(self.kwargs["tasks"])
 
     def build_dataset(self, split: str) -> SyntheticRestorationDataset:
         return SyntheticRestorationDataset(self.sizes[split], split=split, **self.kwargs)

@@ -113,25 +113,34 @@ def user_errors() -> Iterator[None]:
 
 
 def run_hydra(task: Callable[[DictConfig], Any], config_name: str, overrides: Sequence[str], prog: str) -> Any:
-    """Run ``task`` under Hydra with ``config_name`` from the package's configs and these command-line
-    overrides (Hydra's own flags such as ``-m``, ``--cfg job`` and ``hydra.run.dir=`` work too)."""
+    """Run ``task`` under Hydra with ``config_name`` (also the command's name) from the package's configs
+    and these command-line overrides (Hydra's own flags such as ``-m``, ``--cfg job`` and
+    ``hydra.run.dir=`` work too).
+
+    Hydra reads ``sys.argv``; once it has, ``sys.argv`` is set to a command line that starts this run
+    again the way it was started (``tools/train.py ...``, ``rezoo train ...``, ``python -m rezoo.cli
+    train ...``), because Lightning's DDP launcher starts the other processes from it.
+    """
     import hydra
 
     config_dir = str(Path(__file__).resolve().parent / "configs")
+    job_name = [] if any(o.startswith("hydra.job.name=") for o in overrides) else [f"hydra.job.name={config_name}"]
+    arguments = [*overrides, *job_name]
+    original = list(sys.argv)
+    command_word = [config_name] if original[1:2] == [config_name] else []  # the rezoo script, not tools/<command>.py
     result: dict[str, Any] = {}
 
     @hydra.main(version_base="1.3", config_path=config_dir, config_name=config_name)
     def entry(cfg: DictConfig) -> Any:
+        sys.argv = [original[0], *command_word, *arguments]
         with user_errors():
             result["value"] = task(cfg)
         return result["value"]
 
     register_resolvers()
-    argv = sys.argv
-    job_name = [] if any(o.startswith("hydra.job.name=") for o in overrides) else [f"hydra.job.name={config_name}"]
-    sys.argv = [prog, *overrides, *job_name]
+    sys.argv = [prog, *arguments]
     try:
         entry()
     finally:
-        sys.argv = argv
+        sys.argv = original
     return result.get("value")

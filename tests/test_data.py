@@ -14,7 +14,7 @@ from datamodules.synthetic_text import (
     TextStyle,
     render_scene,
 )
-from tests.conftest import write_image
+from tests.conftest import ROOT, write_image
 from zoo.common.fonts import find_fonts
 
 
@@ -164,3 +164,16 @@ def test_folder_datamodule_split(paired_folder):
     assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 16, 16)
     with pytest.raises(ValueError, match="data.root is required"):
         FolderDataModule("???")
+    assert dm.eval_sets("val") == dm.eval_sets("test") == []  # one unnamed evaluation set
+
+
+def test_no_docstring_is_read_at_run_time():
+    """``python -OO`` strips docstrings, so the data and model code must not parse them (the all-in-one
+    layout is the constant ``LAYOUT``, which errors print)."""
+    from datamodules.restoration import LAYOUT, AllInOneDataModule
+
+    sources = [*ROOT.glob("datamodules/*.py"), *ROOT.glob("zoo/**/*.py")]
+    assert [f"{p.relative_to(ROOT)}:{n}" for p in sources for n, line in enumerate(p.read_text().splitlines(), 1) if "__doc__" in line] == []
+    with pytest.raises(ValueError) as error:
+        AllInOneDataModule("???")
+    assert "Train/Derain/{rainy,gt}/" in LAYOUT and LAYOUT in str(error.value)

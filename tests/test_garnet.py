@@ -141,13 +141,6 @@ def test_fine_tuning_restores_the_discriminator(garnet_run):
         assert torch.equal(value, saved[f"discriminator.{key}"])
 
 
-def test_ddp_on_two_cpu_processes(tmp_path):
-    run_dir = tmp_path / "ddp"
-    run_tool("train.py", *GARNET_TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=2",
-             "trainer.val_check_interval=2", f"hydra.run.dir={run_dir}")
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
-
-
 @pytest.mark.parametrize("size", [(97, 131), (200, 75)])
 def test_infer_keeps_size_and_aspect_of_odd_non_square_inputs(garnet_run, tmp_path, size):
     import numpy as np

@@ -10,11 +10,20 @@ import torch
 from PIL import Image
 
 import zoo
-from datamodules.restoration import NOISE_SIGMAS, REPEATS, AllInOneDataModule, AllInOneLayout, SyntheticRestorationDataset
+from datamodules.restoration import (
+    NOISE_SIGMAS,
+    REPEATS,
+    TASKS,
+    AllInOneDataModule,
+    AllInOneLayout,
+    SyntheticRestorationDataModule,
+    SyntheticRestorationDataset,
+)
 from tests.conftest import read_metrics, run_tool
 from tests.restoration_fixtures import SIZE, make_airnet_test, make_promptir, make_raw
+from zoo.metrics import psnr
 from zoo.pip.model import TopMCrossBlock, degradation_weights, transposed_attention
-from zoo.pip.module import LossSpikeScaler
+from zoo.pip.module import LossSpikeScaler, PIPModule, ycbcr_luma
 
 TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 2], prompt_dims=[16, 16, 16], prompt_sizes=[8, 4, 2])
 TINY_NAF = dict(width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1],
@@ -43,6 +52,19 @@ def test_released_configuration_parameters_and_keys():
     assert sum(p.numel() for p in model.parameters()) == 27_429_510
     state = model.state_dict()
     assert {k: tuple(state[k].shape) for k in OFFICIAL_SHAPES} == OFFICIAL_SHAPES
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == [f"reduce_noise_channel_{level}.weight" for level in (1, 2, 3)]  # unused upstream: no DDP unused parameters
+
+
+@pytest.mark.parametrize("name", ["pip", "pip_nafnet"])
+def test_every_trainable_parameter_gets_a_gradient(name):
+    """What DDP without ``find_unused_parameters`` needs: a training step reaches every trainable parameter
+    (the legacy convolutions are frozen; absent classes' prompts are rows of one tensor)."""
+    model = zoo.create_model(name, sensor=True, **(TINY if name == "pip" else TINY_NAF))
+    labels = torch.tensor([1, 1])  # one class only
+    outputs = model.forward_train(torch.rand(2, 3, 32, 32), labels)
+    (outputs.restored.mean() + torch.nn.functional.cross_entropy(outputs.sensor_logits, labels)).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
 @pytest.mark.parametrize("wrapped", [True, False])
@@ -152,7 +174,9 @@ def test_promptir_layout_pairs_labels_and_repeats(tmp_path):
     sample = train[0]
     assert sample["image"].shape == (3, 16, 16) and sample["target"].shape == (3, 16, 16)
     tests = {s.pairs[0].set: s for s in dm.build_dataset("test")}
-    assert set(tests) == {"denoise_bsd68_15", "denoise_bsd68_25", "denoise_bsd68_50", "derain_rain100l", "dehaze_sots", "deblur_gopro", "enhance_lol"}
+    order = ["denoise_bsd68_15", "denoise_bsd68_25", "denoise_bsd68_50", "derain_rain100l", "dehaze_sots", "deblur_gopro", "enhance_lol"]
+    assert list(tests) == dm.eval_sets("test") == dm.eval_sets("val") == order  # declared sets, in loader order
+    assert [batch["set"][0] for batch in dm.val_dataloader()] == [name for name in order for _ in tests[name].pairs[: dm.val_size]]
     noisy = tests["denoise_bsd68_50"][0]
     assert noisy["image"].shape == (3, SIZE[0] // 16 * 16, SIZE[1] // 16 * 16)  # centre-cropped to a multiple of 16
     assert torch.equal(noisy["image"], tests["denoise_bsd68_50"][0]["image"])  # seeded test noise
@@ -172,6 +196,26 @@ def test_airnet_and_raw_layouts(tmp_path):
     assert all(p.input.parent.parent == p.target.parent.parent for p in train if p.degradation == 3)  # paired within a sequence
     assert any(p.degradation == 4 and p.input.parts[-3] == "our485" for p in train)
     assert AllInOneLayout(tmp_path / "raw").test("dehaze")[0][0].target.name == "0003.png"  # SOTS outdoor/{hazy,gt}
+    names = [p.name for p in AllInOneLayout(tmp_path / "raw").test("deblur")[0]]
+    assert names == ["GOPR0372_07_00_000001", "GOPR0384_11_01_000001"]  # one frame name in two sequences: told apart
+
+
+def test_training_draws_are_seeded(tmp_path):
+    """Crops, noise and flips come from seeded generators: the same seeds draw the same samples, also
+    in loader workers (their torch seeds follow the main process's)."""
+    root = make_promptir(tmp_path / "pip")
+
+    def draws(seed: int, workers: int = 0) -> list[torch.Tensor]:
+        train = AllInOneDataModule(str(root), tasks=["denoise", "derain"], patch_size=16, seed=seed).build_dataset("train")
+        torch.manual_seed(1)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, [0, 1, 2, len(train) - 1]), batch_size=2, num_workers=workers,
+                                             collate_fn=lambda samples: torch.stack([s["image"] for s in samples]))
+        return list(loader)
+
+    first, second, other = draws(0), draws(0), draws(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, second)) and not any(torch.equal(a, b) for a, b in zip(first, other))
+    in_workers = draws(0, workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(in_workers, draws(0, workers=2)))
 
 
 def test_unmatched_inputs_are_listed_or_skipped_on_request(tmp_path, caplog):
@@ -189,6 +233,7 @@ def test_synthetic_degradations_are_labelled_and_deterministic():
     data = SyntheticRestorationDataset(10, size=32, seed=3)
     samples = [data[i] for i in range(5)]
     assert [s["degradation"] for s in samples] == [0, 1, 2, 3, 4]
+    assert [s["set"] for s in samples] == list(TASKS) == SyntheticRestorationDataModule().eval_sets("val")
     assert torch.equal(samples[2]["image"], data[2]["image"])
     assert all((s["image"] - s["target"]).abs().mean() > 0.01 for s in samples)
 
@@ -204,6 +249,15 @@ def test_train_both_backbones_with_the_blind_sensor(backbone, tmp_path):
     assert any(r.get("train/sensor_accuracy") for r in rows) and any(r.get("train/orthogonality") for r in rows)
     val = next(r for r in rows if r.get("val/psnr"))
     assert 0 <= float(val["val/sensor_accuracy"]) <= 1 and val.get("val/derain/psnr") and val.get("val/enhance/ssim")
+    assert sorted(p.name for p in (run / "samples").iterdir()) == sorted(f"val_{task}_step0000003.png" for task in TASKS)  # a grid per set
+
+
+def test_y_channel_scores_the_identity_baseline_on_y_too():
+    module = PIPModule("pip", net=TINY, y_channel=True)
+    image, output, target = torch.rand(3, 2, 3, 16, 16)
+    scores = module.score(output, target, {"image": image})
+    assert torch.allclose(scores["psnr_identity"], psnr(ycbcr_luma(image), ycbcr_luma(target)))
+    assert torch.allclose(scores["psnr"], psnr(ycbcr_luma(output), ycbcr_luma(target))) and not torch.allclose(scores["psnr_identity"], psnr(image, target))
 
 
 def test_eval_prints_per_task_rows_on_the_allinone_layout_and_infer_takes_a_degradation(tmp_path):
@@ -213,11 +267,14 @@ def test_eval_prints_per_task_rows_on_the_allinone_layout_and_infer_takes_a_degr
     root = make_promptir(tmp_path / "pip")
     out = tmp_path / "eval"
     result = run_tool("eval.py", "zoo=pip", "data=allinone", f"data.root={root}", "data.num_workers=0", *overrides,
-                      f"checkpoint={run / 'checkpoints' / 'last.ckpt'}", f"run_dir={out}")
+                      f"checkpoint={run / 'checkpoints' / 'last.ckpt'}", "save_images=true", f"run_dir={out}")
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     for name in ("denoise_bsd68_25", "derain_rain100l", "dehaze_sots"):
         assert np.isfinite(metrics[f"test/{name}/psnr"]) and 0 < metrics[f"test/{name}/ssim"] <= 1
         assert f"test/{name}/psnr" in result.stdout
+    saved = sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*.png"))  # one image per sample and set
+    noisy = [f"denoise_bsd68_{sigma}/test{n:03d}.png" for sigma in NOISE_SIGMAS for n in (1, 2)]
+    assert saved == sorted([*noisy, "derain_rain100l/rain-1.png", "dehaze_sots/0001_0.9_0.16.png"])
     hazy = root / "data" / "test" / "dehaze" / "outdoor" / "input"
     outputs = {}
     for degradation in ("haze", "0", None):

@@ -4,14 +4,24 @@ Subclasses implement ``training_step``; this class provides the network (built t
 registry, so checkpoints round-trip into ``zoo.create_model``), optional generator EMA, the shared
 validation/test steps with fp32 per-image metrics (``val/psnr``, ``val/ssim``, ``val/psnr_identity``),
 sample grids, saving test outputs, and the optimizer/schedule from config.
+
+Evaluation sets: a datamodule declares the sets of its val/test samples (``eval_sets(stage)``, see
+``datamodules/base.py``); at setup every process creates ``<stage>/<name>`` and ``<stage>/<set>/<name>``
+for every declared set and every name of :meth:`RestorationModule.metric_names`, in that order, so
+under DDP all processes hold the same metrics and synchronise them in the same order at epoch end,
+whichever sets their share of the samples contains: the numbers are those of one process (when the
+distributed sampler does not pad: a split divisible by the number of processes).
 """
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import MeanMetric
 
 import zoo
@@ -38,10 +48,11 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def sample_grid(batch: dict[str, Any], output: torch.Tensor, max_rows: int) -> torch.Tensor:
-    """Rows of ``input | output | target | mask`` (the columns that exist), as one (3,H',W') image."""
+def sample_grid(batch: dict[str, Any], output: torch.Tensor, max_rows: int, indices: list[int] | None = None) -> torch.Tensor:
+    """Rows of ``input | output | target | mask`` (the columns that exist) for the samples ``indices``
+    (default: all), at most ``max_rows``, as one (3,H',W') image."""
     rows = []
-    for i in range(min(max_rows, output.shape[0])):
+    for i in (range(output.shape[0]) if indices is None else indices)[:max_rows]:
         columns = [batch["image"][i], output[i]]
         if "target" in batch:
             columns.append(batch["target"][i])
@@ -71,7 +82,10 @@ class RestorationModule(L.LightningModule):
         )), logger=False)
         self.net = zoo.create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
-        self.metrics = torch.nn.ModuleDict({f"{stage}__{name}": MeanMetric() for stage in ("val", "test") for name in METRICS})
+        self.metrics = torch.nn.ModuleDict()  # created at setup (module docstring), keys in _metric_keys
+        self._metric_keys: dict[tuple[str, ...], str] = {}  # (stage, [set,] name) -> key in self.metrics
+        self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
+        self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
         self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
         self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, ...), compute())
 
@@ -89,51 +103,70 @@ class RestorationModule(L.LightningModule):
         return self.eval_net(image, mask)
 
     # ----------------------------------------------------------------- evaluation
+    def metric_names(self) -> list[str]:
+        """Every name :meth:`score` can return (families with more metrics extend it)."""
+        return list(METRICS)
+
+    def setup(self, stage: str) -> None:
+        """Create the metrics of the stages ``stage`` evaluates from the datamodule's declared sets."""
+        # the logged values are already synchronised by torchmetrics: Lightning's advice to sync them does not apply
+        warnings.filterwarnings("ignore", r"It is recommended to use `self.log\('(val|test)/", PossibleUserWarning)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for split in {"fit": ("val",), "validate": ("val",), "test": ("test",)}.get(stage, ()):
+            sets = list(datamodule.eval_sets(split)) if hasattr(datamodule, "eval_sets") else []
+            self._eval_sets[split] = sets
+            for parts in [(split, name) for name in self.metric_names()] + [(split, s, name) for s in sets for name in self.metric_names()]:
+                if parts not in self._metric_keys:
+                    key = "__".join(parts).replace(".", "_")  # ModuleDict keys cannot hold dots
+                    self.metrics[key] = MeanMetric().to(self.device)
+                    self._metric_keys[parts] = key
+
     def on_train_start(self) -> None:
         for metric in self.metrics.values():  # drop what the sanity check accumulated
             metric.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, batch_idx, "val")
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         """``dataloader_idx``: datamodules with one test loader per set (all-in-one) name the set in ``batch["set"]``."""
-        self._evaluate(batch, batch_idx, "test")
+        self._evaluate(batch, "test")
 
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Per-image metrics of fp32 outputs in [0,1] (families with another protocol override this)."""
-        return {"psnr": psnr(output, target), "ssim": ssim(output, target)}
+        """Per-image metrics of fp32 outputs in [0,1], ``psnr_identity`` the input's (families with another
+        protocol override this; the names are :meth:`metric_names`)."""
+        return {"psnr": psnr(output, target), "ssim": ssim(output, target), "psnr_identity": psnr(batch["image"].float(), target)}
 
     def _metric(self, *parts: str) -> MeanMetric:
-        """The running mean of (stage, [set,] name), created on first use (key parts joined by ``__``)."""
-        key = "__".join(parts)
-        if key not in self.metrics:
-            self.metrics[key] = MeanMetric().to(self.device)
+        """The running mean of (stage, [set,] name), created at setup."""
+        key = self._metric_keys.get(parts)
+        if key is None:
+            declared = f"metric_names() {self.metric_names()}, eval_sets({parts[0]!r}) {self._eval_sets.get(parts[0])}"
+            raise KeyError(f"no metric {'/'.join(parts)}: every name and set must be declared at setup ({declared})")
         return self.metrics[key]
 
-    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         if not batch:
             return
         output = self.predict_batch(batch)
         with torch.autocast(device_type=output.device.type, enabled=False):  # metrics in fp32
             output = output.float().clamp(0, 1)
+            sets = batch.get("set")  # evaluation set of each sample (declared by the datamodule)
             if "target" in batch:
                 target = batch["target"].float()
-                scores = {**self.score(output, target, batch), "psnr_identity": psnr(batch["image"].float(), target)}
-                sets = batch.get("set")  # evaluation set of each sample (all-in-one restoration)
-                for name, values in scores.items():
+                for name, values in self.score(output, target, batch).items():
                     self._metric(stage, name).update(values)
-                    for set_name in sorted(set(sets or ())):
+                    for set_name in dict.fromkeys(sets or ()):
                         chosen = torch.tensor([s == set_name for s in sets], device=values.device)
                         self._metric(stage, set_name, name).update(values[chosen])
-        if batch_idx == 0 and not self.trainer.sanity_checking:
+        if not self.trainer.sanity_checking:
             self._log_samples(batch, output, stage)
         if stage == "test" and "target" in batch:
             for scorer in self.scorers.values():
                 scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"))
-        if stage == "test" and self.save_dir is not None:
-            for name, image in zip(batch["name"], output):
-                save_image(image, self.save_dir / f"{Path(name).stem}.png")
+        if stage == "test" and self.save_dir is not None:  # images/[<set>/]<name>.png (names are stems, may hold dots)
+            for i, (name, image) in enumerate(zip(batch["name"], output)):
+                save_image(image, self.save_dir / (sets[i] if sets else "") / f"{name}.png")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -142,29 +175,46 @@ class RestorationModule(L.LightningModule):
         self._log_epoch("test")
 
     def _log_epoch(self, stage: str) -> None:
-        """Log and reset the stage's running means (synchronised across processes by torchmetrics):
-        ``<stage>/<name>`` over everything, ``<stage>/<set>/<name>`` per evaluation set."""
-        for key, metric in self.metrics.items():
-            parts = key.split("__")
-            if parts[0] != stage or metric.update_count == 0:
+        """Log and reset the stage's running means: ``<stage>/<name>`` over everything, ``<stage>/<set>/<name>``
+        per evaluation set. Every process computes every metric in the same order (torchmetrics
+        synchronises inside ``compute``), also those it saw no sample of; a metric without a sample in any
+        process (NaN: MeanMetric drops NaN values, so only 0/0 gives one) is not logged."""
+        self._grids.clear()
+        for parts, key in self._metric_keys.items():
+            if parts[0] != stage:
                 continue
-            self.log("/".join(parts), metric.compute(), prog_bar=len(parts) == 2 and parts[1] == "psnr", add_dataloader_idx=False)
+            metric = self.metrics[key]
+            with warnings.catch_warnings():  # this process may hold no sample of the set
+                warnings.filterwarnings("ignore", "The ``compute`` method of metric", UserWarning)
+                value = metric.compute()
             metric.reset()
+            if not math.isnan(float(value)):
+                self.log("/".join(parts), value, prog_bar=parts[1:] == ("psnr",), add_dataloader_idx=False)
 
     def _log_samples(self, batch: dict[str, Any], output: torch.Tensor, stage: str) -> None:
+        """The epoch's first samples of every set as a grid (process 0): ``samples/<stage>_step<N>.png``, or
+        ``samples/<stage>_<set>_step<N>.png`` when the samples carry a set."""
         if self.trainer.global_rank != 0 or self.hparams.sample_rows <= 0:
             return
-        grid = sample_grid(batch, output, self.hparams.sample_rows)
-        save_image(grid, Path(self.trainer.default_root_dir) / "samples" / f"{stage}_step{self.global_step:07d}.png")
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image(f"{stage}/samples", grid.clamp(0, 1), self.global_step)
+        sets = batch.get("set") or [""] * len(output)
+        for set_name in dict.fromkeys(sets):
+            if set_name in self._grids:
+                continue
+            self._grids.add(set_name)
+            grid = sample_grid(batch, output, self.hparams.sample_rows, [i for i, s in enumerate(sets) if s == set_name])
+            tag = f"{stage}_{set_name}" if set_name else stage
+            save_image(grid, Path(self.trainer.default_root_dir) / "samples" / f"{tag}_step{self.global_step:07d}.png")
+            for logger in self.loggers:
+                experiment = getattr(logger, "experiment", None)
+                if hasattr(experiment, "add_image"):
+                    experiment.add_image(f"{stage}/samples" + (f"/{set_name}" if set_name else ""), grid.clamp(0, 1), self.global_step)
 
     # ------------------------------------------------------------------- training
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema_net is not None:
             update_ema(self.ema_net, self.net, self.hparams.ema_decay)
+        if 0 < self.trainer.max_steps <= self.global_step:
+            self.trainer.should_stop = True  # Lightning then validates the final weights, whatever val_check_interval
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.net.parameters(), self.hparams.optimizer)

@@ -1,6 +1,6 @@
 """GaRNet training (LightningModule). The official training code is not released (upstream issue #2);
 what follows is the paper's description and what its data/eval code implies, with our choices documented
-in ``README.md`` in this folder and exposed in ``configs/zoo/garnet.yaml``.
+in ``README.md`` in this folder and exposed in ``rezoo/configs/zoo/garnet.yaml``.
 
 * **RoI generation**: the target is the ground truth inside the text boxes and the input outside
   (``roi_target``); every loss is restricted to the boxes ("don't care" outside).

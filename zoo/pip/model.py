@@ -19,8 +19,8 @@ On every encoder→decoder skip connection (Sec. 3):
   when narrower it is zero-padded and reduced back by a 1×1 conv; then a dual-gated FFN.
 
 :class:`PIPRestormer` reproduces the released ``PIPNet_Restormer_onskip_inter`` (parameter names
-included; its latent channel reduction and three unused ``reduce_noise_channel_*`` convolutions kept
-for checkpoint compatibility): **27,429,510 parameters** with the defaults. Every channel count is a
+included; its latent channel reduction and three unused ``reduce_noise_channel_*`` convolutions kept,
+frozen, for checkpoint compatibility): **27,429,510 parameters** with the defaults. Every channel count is a
 parameter (the official class only works with ``dim=48``). :class:`PIPNAFNet` puts the same modules on
 NAFNet's four skips. ``sensor=True`` adds a small degradation classifier for blind restoration (the
 "degradation sensor" the official code left unimplemented).
@@ -369,7 +369,14 @@ class PIPBase(nn.Module):
 
 
 class PIPRestormer(PIPBase):
-    """Restormer with PIP on its three skips (official ``PIPNet_Restormer_onskip_inter``)."""
+    """Restormer with PIP on its three skips (official ``PIPNet_Restormer_onskip_inter``).
+
+    ``legacy_convs``: the official class creates three 1x1 ``reduce_noise_channel_*`` convolutions that
+    its forward never uses. They are kept under the same names, so official checkpoints load strictly
+    and the parameter count is the official one, but frozen (``requires_grad=False``): they get no
+    gradient, so DDP (which leaves frozen parameters out of its gradient reduction) runs without
+    ``find_unused_parameters``, and the optimizers skip them.
+    """
 
     def __init__(
         self, dim: int = 48, num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4, heads: Sequence[int] = (1, 2, 4, 8),
@@ -382,9 +389,9 @@ class PIPRestormer(PIPBase):
         self._init_pip((d, 2 * d, 4 * d), prompt_dims, prompt_sizes, classes, prompt_heads, interaction_heads or heads[2], e, bias, nb, sensor)
         self.patch_embed = PatchEmbed(3, d, bias)
         self.chnl_reduce3 = nn.Conv2d(8 * d, 4 * d, 1, bias=bias)
-        if legacy_convs:  # created but never used upstream; kept so official checkpoints load
+        if legacy_convs:  # never used upstream: kept, frozen, so official checkpoints load (class docstring)
             for level, (channels, prompt_dim) in enumerate(zip((d, 2 * d, 4 * d), prompt_dims), start=1):
-                setattr(self, f"reduce_noise_channel_{level}", nn.Conv2d(channels + prompt_dim, channels, 1, bias=bias))
+                setattr(self, f"reduce_noise_channel_{level}", nn.Conv2d(channels + prompt_dim, channels, 1, bias=bias).requires_grad_(False))
         self.encoder_level1 = blocks(num_blocks[0], d, heads[0], e, bias, nb)
         self.down1_2 = Resample(d, down=True)
         self.encoder_level2 = blocks(num_blocks[1], 2 * d, heads[1], e, bias, nb)
@@ -488,14 +495,14 @@ class PIPNAFNet(PIPBase):
         return self.ending(x) + image
 
 
-@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8)
+@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8, params=27_429_510)
 def pip(**kwargs: Any) -> PIPRestormer:
     """PIP on Restormer, the released configuration (27,429,510 parameters with the defaults).
     ``sensor=True`` adds the blind-mode degradation classifier (``degradation`` may then be omitted)."""
     return PIPRestormer(**kwargs)
 
 
-@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16)
+@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16, params=31_102_223)
 def pip_nafnet(**kwargs: Any) -> PIPNAFNet:
     """PIP on NAFNet, the paper's second backbone (our per-level PIP settings: no release exists).
     ``sensor=True`` adds the blind-mode degradation classifier."""

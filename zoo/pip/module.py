@@ -9,7 +9,8 @@
   (``sensor_weight``), and ``blind_eval=true`` evaluates with its predictions instead of the labels;
 * evaluation: RGB PSNR and skimage-style SSIM on [0,1] outputs, no border crop (PromptIR/PIP tables),
   per evaluation set (``test/derain_rain100l/psnr``) and overall; ``y_channel=true`` scores the BT.601
-  Y channel instead (Restormer-paper style); the sensor's accuracy when there is one.
+  Y channel instead (Restormer-paper style), the input's ``psnr_identity`` included; the sensor's
+  accuracy when there is one.
 """
 from __future__ import annotations
 
@@ -90,10 +91,14 @@ class PIPModule(RestorationModule):
     def forward(self, image: torch.Tensor, degradation: Any = None) -> torch.Tensor:
         return self.eval_net(image, degradation)
 
+    def metric_names(self) -> list[str]:
+        return super().metric_names() + (["sensor_accuracy"] if self.net.sensor is not None else [])
+
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        image = batch["image"].float()
         if self.hparams.y_channel:
-            output, target = ycbcr_luma(output), ycbcr_luma(target)
-        scores = {"psnr": psnr(output, target), "ssim": ssim_uniform(output, target)}
+            output, target, image = ycbcr_luma(output), ycbcr_luma(target), ycbcr_luma(image)
+        scores = {"psnr": psnr(output, target), "ssim": ssim_uniform(output, target), "psnr_identity": psnr(image, target)}
         sensor = self.eval_net.sensor
         if sensor is not None and "degradation" in batch:
             scores["sensor_accuracy"] = (sensor(batch["image"]).argmax(1) == batch["degradation"]).float()

@@ -389,6 +389,9 @@ class STEModule(AdversarialModule):
         ``psnr_v_m``, the metric that selects the best checkpoint)."""
         return self.eval_net(batch["image"], composite="predicted")
 
+    def metric_names(self) -> list[str]:
+        return super().metric_names() + ["psnr_mask"]
+
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``psnr``/``ssim`` of the predicted-mask composite, and ``psnr_mask``: the output composited
         with the dataset's text mask instead (official ``psnr_v``), which shows the eraser's progress
