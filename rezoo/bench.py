@@ -134,12 +134,18 @@ REFERENCE_INPUTS = {"image_mask": lambda net: net, "concat": ConcatInput, "image
 
 def make_inputs(name: str, batch: int, size: int, device: str, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A random input of model ``name`` and its conditions (``zoo.model_info``): a text mask, degradation
-    classes; super-resolution models get a ``size / scale`` input, so every output is ``size``."""
+    classes; super-resolution models get a ``size / scale`` input, so every output is ``size`` (and the
+    ``size`` HR of a training step); recognizers a (B,1,32,``size``) crop."""
     info = zoo.model_info(name)
     generator = torch.Generator().manual_seed(0)
     side = size // info["scale"]
-    image = torch.rand(batch, 3, side, side, generator=generator)
     conditions: dict[str, torch.Tensor] = {}
+    if info["task"] == "recognition":  # grey 32-px-high word crops, ``size`` wide
+        image = torch.rand(batch, 1, 32, size, generator=generator)
+    else:
+        image = torch.rand(batch, 3, side, side, generator=generator)
+    if info["task"] == "super_resolution":  # the HR a training step needs (forward_train(lr, hr))
+        conditions["hr"] = torch.rand(batch, 3, size, size, generator=generator)
     if "mask" in info["inputs"]:
         conditions["mask"] = (torch.rand(batch, 1, side, side, generator=generator) > 0.8).float()
     if "degradation" in info["inputs"]:
@@ -253,7 +259,12 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--mode", choices=MODES, default="eager")
-    parser.add_argument("--task", choices=("forward", "train"), default="forward")
+    parser.add_argument("--task", choices=("forward", "train", "sampling"), default="forward",
+                        help="sampling (diffusion models): time and score the full and the fast sampler on a run's validation set")
+    parser.add_argument("--weights", default=None, help="--task sampling: the trained weights (a run's checkpoint)")
+    parser.add_argument("--data-config", type=Path, default=None,
+                        help="--task sampling: the run's config.yaml, whose data section gives the validation set")
+    parser.add_argument("--fast-steps", type=int, default=10, help="--task sampling: steps of the fast sampler")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -275,6 +286,8 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.task == "sampling":
+        return save_records(sampling_records(args), args.out)
     steps, models = {}, {}
     if args.reference:
         models["reference"] = reference = load_reference(args.reference, json.loads(args.reference_init))
@@ -291,13 +304,62 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
     }
     records = [{"implementation": name, **common, **result} for name, result in time_steps(steps, models, args).items()]
+    return save_records(records, args.out)
+
+
+def save_records(records: list[dict], out: Path | None) -> dict | list[dict]:
+    """Print the records as JSON lines and append them to ``out`` (a JSON list)."""
     for record in records:
         print(json.dumps(record))
-    if args.out:
-        previous = json.loads(args.out.read_text()) if args.out.exists() else []
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(previous + records, indent=1))
+    if out:
+        previous = json.loads(out.read_text()) if out.exists() else []
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(previous + records, indent=1))
     return records[0] if len(records) == 1 else records
+
+
+def sampling_records(args: argparse.Namespace) -> list[dict]:
+    """A diffusion model's samplers on a run's validation set: seconds per image and PSNR of the full
+    sampler (all T steps) and the fast one (``--fast-steps``), and the diffusion stage refining the
+    bicubic upsampling (``model.refine``): PSNR before and after."""
+    import time
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from zoo.errors import UserError
+    from zoo.metrics import psnr
+
+    if not args.weights or not args.data_config:
+        raise UserError("--task sampling needs --weights <checkpoint> and --data-config <run>/config.yaml")
+    model = zoo.create_model(args.model, pretrained=args.weights).eval().to(args.device)
+    if not hasattr(model, "sample_residual"):
+        raise UserError(f"--task sampling is for diffusion models; {args.model} has no sampler")
+    datamodule = instantiate(OmegaConf.load(args.data_config).data)
+    datamodule.setup("validate")
+    batches = [{k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()} for batch in datamodule.val_dataloader()]
+    images = sum(len(batch["lr"]) for batch in batches)
+    common = {"model": args.model, "weights": str(args.weights), "task": "sampling", "images": images, "device": args.device,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
+
+    def run(function) -> tuple[float, float]:
+        scores, start = [], time.perf_counter()
+        with torch.no_grad():
+            for batch in batches:
+                scores.append(psnr(function(batch).float().clamp(0, 1), batch["target"].float()))
+        return (time.perf_counter() - start) / images, float(torch.cat(scores).mean())
+
+    records = []
+    for name, steps in (("full", model.timesteps), ("fast", args.fast_steps)):
+        seconds, value = run(lambda batch, steps=steps: model(batch["lr"], steps=steps))
+        records.append({**common, "sampler": name, "steps": steps, "s_per_image": seconds, "psnr": value})
+    records.append({**common, "sampler": "speedup", "full_over_fast": records[0]["s_per_image"] / records[1]["s_per_image"],
+                    "psnr_full_minus_fast": records[0]["psnr"] - records[1]["psnr"]})
+    bicubic = float(torch.cat([psnr(batch["image"].float(), batch["target"].float()) for batch in batches]).mean())
+    seconds, refined = run(lambda batch: model.refine(batch["lr"], batch["image"]))
+    records.append({**common, "sampler": "refine_bicubic", "steps": model.sample_steps or model.timesteps, "s_per_image": seconds,
+                    "psnr_before": bicubic, "psnr": refined})
+    return records
 
 
 def _save_state(model: torch.nn.Module) -> Path:

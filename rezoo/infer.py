@@ -3,10 +3,13 @@
     rezoo infer --model deeperaser --weights scut_enstext --input photo.jpg --mask mask.png --out results/
     rezoo infer --model deeperaser --weights run/checkpoints/last.ckpt --input imgs/ --mask masks/ --out out/ --tile 256 --overlap 32
     rezoo infer --model pip --weights run/checkpoints/last.ckpt --input hazy/ --degradation haze --out out/
+    rezoo infer --model textdiff --weights run/checkpoints/last.ckpt --input lr/ --out sr/ [--set sample_steps=10]
+    rezoo infer --model textdiff --weights run/checkpoints/last.ckpt --input lr/ --refine tatt_sr/ --out refined/
 
 ``--weights``: a manifest tag, an official file, exported safetensors or a Lightning checkpoint.
 Masks (white = text to erase) pair with inputs by file stem; models that find text themselves need
-none; restoration models take ``--degradation`` (or run blind with their sensor). What a model takes
+none; restoration models take ``--degradation`` (or run blind with their sensor); ``--refine`` gives
+TextDiff another method's SR outputs (paired by stem) for its diffusion stage to refine. What a model takes
 comes from ``zoo.model_info``. Outputs keep the input's size (super-resolution: ``scale`` times) and
 are written as PNG. A wrong file, a missing mask or weights of another model stop with one message.
 """
@@ -34,6 +37,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argp
     parser.add_argument("--mask", type=Path, default=None, help="a mask image or a folder of masks (by stem)")
     parser.add_argument("--degradation", default=None,
                         help="restoration models (pip): the degradation class, 0-4 or noise|rain|haze|blur|low-light (default: blind, with the sensor)")
+    parser.add_argument("--refine", type=Path, default=None,
+                        help="super-resolution models with a refiner (textdiff): an SR image or a folder of SR images (by stem) to refine")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tile", type=int, default=0, help="tile size (0: whole image)")
     parser.add_argument("--overlap", type=int, default=32)
@@ -63,16 +68,18 @@ def list_inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def find_mask(mask_arg: Path | None, image_path: Path) -> Path | None:
-    if mask_arg is None:
+def find_partner(arg: Path | None, image_path: Path, option: str = "mask") -> Path | None:
+    """The file given with ``--<option>`` for ``image_path``: the file itself, or the one in the folder
+    with the input's stem."""
+    if arg is None:
         return None
-    if mask_arg.is_file():
-        return mask_arg
-    if not mask_arg.is_dir():
-        raise InputError(f"--mask {mask_arg} does not exist (give a mask image, or a folder of masks named like the inputs)")
-    matches = [p for p in mask_arg.glob(f"{image_path.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if arg.is_file():
+        return arg
+    if not arg.is_dir():
+        raise InputError(f"--{option} {arg} does not exist (give an image, or a folder of images named like the inputs)")
+    matches = [p for p in arg.glob(f"{image_path.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not matches:
-        raise InputError(f"no mask for {image_path.name} in {mask_arg} (masks pair with inputs by file stem)")
+        raise InputError(f"no {option} image for {image_path.name} in {arg} (they pair with the inputs by file stem)")
     return matches[0]
 
 
@@ -96,6 +103,8 @@ def check_arguments(args: argparse.Namespace, info: dict[str, Any]) -> None:
         raise InputError(f"--mask is not an input of {args.model} (it takes {', '.join(info['inputs'])})")
     if args.degradation is not None and "degradation" not in conditions:
         raise InputError(f"--degradation is for restoration models; {args.model} takes {', '.join(info['inputs'])}")
+    if args.refine is not None and (info["task"] != "super_resolution" or args.tile):
+        raise InputError(f"--refine is for super-resolution models with a refiner (textdiff), without --tile; got {args.model}")
     if "mask" in conditions and "mask" not in info["optional"] and args.mask is None:
         raise InputError(f"{args.model} erases the text inside a mask: give --mask <file or folder> (white = text to erase)")
 
@@ -108,13 +117,15 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
     kwargs = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     model = zoo.create_model(args.model, pretrained=args.weights if args.weights is not None else True, **kwargs)
     model = model.eval().to(args.device)
+    if args.refine is not None and not hasattr(model, "refine"):
+        raise InputError(f"--refine: {args.model} has no refiner (model.refine)")
     dtype = PRECISIONS[args.precision]
     degradation = parse_degradation(args.degradation)
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for image_path in inputs:
         image = to_tensor(read_image(image_path, "RGB"))[None].to(args.device)
-        mask_path = find_mask(args.mask, image_path)
+        mask_path = find_partner(args.mask, image_path)
         mask = None
         if mask_path is not None:
             mask = (to_tensor(read_image(mask_path, "L"))[None] > 0.5).float().to(args.device)
@@ -128,8 +139,16 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
             with torch.autocast(args.device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
                 return model(x, **conditions)
 
+        coarse_path = find_partner(args.refine, image_path, "refine")
         with torch.no_grad():
-            output = tiled_forward(run, image, mask, args.tile, args.overlap, scale=info["scale"]) if args.tile else run(image, mask)
+            if coarse_path is not None:
+                coarse = to_tensor(read_image(coarse_path, "RGB"))[None].to(args.device)
+                expected = (image.shape[-2] * info["scale"], image.shape[-1] * info["scale"])
+                if coarse.shape[-2:] != expected:
+                    raise InputError(f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; {image_path} needs {expected[1]}x{expected[0]} ({info['scale']}x)")
+                output = model.refine(image, coarse)
+            else:
+                output = tiled_forward(run, image, mask, args.tile, args.overlap, scale=info["scale"]) if args.tile else run(image, mask)
         target = args.out / f"{image_path.stem}.png"
         save_image(output[0], target)
         written.append(target)

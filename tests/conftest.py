@@ -32,7 +32,12 @@ TINY_NETS = {
     "pip": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "prompt_dims": [8, 16, 32], "prompt_sizes": [8, 4, 2]},
     "pip_nafnet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
                    "prompt_dims": [8, 16, 32, 32], "prompt_sizes": [8, 4, 2, 2]},
+    "textdiff": {"channels": 8, "blocks": 1, "unet_channels": 8, "unet_multipliers": [1, 2], "timesteps": 10},
+    "crnn": {"hidden_size": 16},
 }
+
+
+IMAGE_MODELS = [name for name in zoo.list_models() if zoo.model_info(name)["task"] != "recognition"]  # image in, image out
 
 
 def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

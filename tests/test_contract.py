@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import zoo
-from tests.conftest import ROOT, TINY_NETS, tiny_inputs
+from tests.conftest import IMAGE_MODELS, ROOT, TINY_NETS, tiny_inputs
 from zoo.common.padding import crop_to, pad_to_multiple
 from zoo.registry import TASKS
 from zoo.weights import load_manifest
@@ -44,17 +44,19 @@ def test_model_info_of_the_families():
     for name in ("pip", "pip_nafnet"):
         assert zoo.model_info(name)["task"] == "restoration" and zoo.model_info(name)["inputs"] == ("image", "degradation")
     assert zoo.model_info("pip")["params"] == 27_429_510  # the released PIP-Restormer
+    assert zoo.model_info("textdiff")["task"] == "super_resolution" and zoo.model_info("textdiff")["scale"] == 2
+    assert zoo.model_info("crnn")["task"] == "recognition" and zoo.model_info("crnn")["params"] == 8_331_301  # meijieru/crnn.pytorch
 
 
 def test_list_models_pretrained_lists_the_names_with_manifest_weights():
     with_weights = zoo.list_models(pretrained=True)
     assert with_weights == sorted(n for n in MODELS if load_manifest().get(n)) and "deeperaser" in with_weights
     assert "pip" not in with_weights
-    with pytest.raises(KeyError, match="unknown model 'nope'; registered models: deeperaser"):
+    with pytest.raises(KeyError, match="unknown model 'nope'; registered models: crnn, deeperaser"):
         zoo.model_info("nope")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize("size", [(37, 53), (5, 7)])
 def test_conditions_are_keywords_and_any_size_works(name, size):
     """Odd sizes and sizes smaller than the pad (reflect falls back to replicate) keep the input's size."""
@@ -69,11 +71,13 @@ def test_conditions_are_keywords_and_any_size_works(name, size):
             assert torch.equal(model(image, conditions["mask"]), output)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_train_returns_a_typed_output(name):
     model = zoo.create_model(name, **TINY_NETS[name])
     image, conditions = tiny_inputs(name, 64, 64)
     accepted = inspect.signature(model.forward_train).parameters  # STE's eraser predicts its own mask
+    if "hr" in accepted:  # super-resolution trains on (LR, HR) pairs
+        conditions["hr"] = torch.rand(1, 3, 64 * zoo.model_info(name)["scale"], 64 * zoo.model_info(name)["scale"])
     output = model.forward_train(image, **{k: v for k, v in conditions.items() if k in accepted})
     assert dataclasses.is_dataclass(output), type(output)
 

@@ -25,6 +25,7 @@ DATA = {
             "model.policy.refresh_every=2", "model.policy.update_batches=1", "model.scheduler.name=constant"],
     "pip": ["data.size=32", "model.scheduler.warmup_steps=1"],
     "pip_nafnet": ["data.size=32", "model.scheduler.warmup_steps=1"],
+    "textdiff": [],  # 32x128 text lines
 }
 
 

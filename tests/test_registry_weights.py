@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import zoo
-from tests.conftest import TINY_NETS, tiny_inputs
+from tests.conftest import IMAGE_MODELS, TINY_NETS, tiny_inputs
 from zoo import weights
 from zoo.errors import DownloadError, WeightsError
 
@@ -332,15 +332,16 @@ def test_shipped_manifest_hub_entries(model, tag, url):
     assert weights.entry_file(entry) == weights.cache_dir() / f"{model}-official-{tag}.pth"
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_eval_forward_under_bf16_autocast_keeps_the_input_dtype(name):
     """Mixed-precision inference (tools/infer.py --precision bf16, bf16-mixed validation): the composite
     with the fp32 input must not fail on the network's bf16 output."""
     model = zoo.create_model(name, **TINY_NETS[name]).eval()
-    image, conditions = tiny_inputs(name, 64, 64)
+    image, conditions = tiny_inputs(name, 32, 32)  # bf16 on a CPU without native bf16 is slow
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(image, **conditions)
-    assert output.dtype == torch.float32 and output.shape == image.shape and torch.isfinite(output).all()
+    scale = zoo.model_info(name)["scale"]
+    assert output.dtype == torch.float32 and output.shape == (1, 3, 32 * scale, 32 * scale) and torch.isfinite(output).all()
     if zoo.model_info(name)["composites"]:  # pasted into the input outside the mask (DeepEraser is not)
         outside = conditions["mask"][0, 0] == 0
         assert torch.equal(output[..., outside], image[..., outside])

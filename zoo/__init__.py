@@ -19,8 +19,10 @@ from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
 from zoo.errors import WeightsError  # noqa: E402
 from zoo.garnet import model as _garnet  # noqa: E402,F401
 from zoo.pip import model as _pip  # noqa: E402,F401
+from zoo.recognition import crnn as _crnn  # noqa: E402,F401
 from zoo.registry import get_entry, register_model, registered_names  # noqa: E402
 from zoo.ste import model as _ste  # noqa: E402,F401
+from zoo.textdiff import model as _textdiff  # noqa: E402,F401
 
 try:
     __version__ = _metadata.version("rezoo")

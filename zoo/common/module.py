@@ -73,12 +73,15 @@ class RestorationModule(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         ema_decay: float | None = None,
+        ema_every: int = 1,
+        ema_start: int = 0,
         sample_rows: int = 4,
     ):
         super().__init__()
         self.save_hyperparameters(to_plain(dict(
             model_name=model_name, net=net or {}, pretrained=pretrained, optimizer=optimizer or {"name": "adamw", "lr": 1e-4},
-            scheduler=scheduler or {"name": "constant"}, ema_decay=ema_decay, sample_rows=sample_rows,
+            scheduler=scheduler or {"name": "constant"}, ema_decay=ema_decay, ema_every=ema_every, ema_start=ema_start,
+            sample_rows=sample_rows,
         )), logger=False)
         self.net = zoo.create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
@@ -211,12 +214,16 @@ class RestorationModule(L.LightningModule):
 
     # ------------------------------------------------------------------- training
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema_net is not None:
-            update_ema(self.ema_net, self.net, self.hparams.ema_decay)
+        if self.ema_net is not None:  # DocDiff: a copy until ema_start, then an update every ema_every steps
+            step = self.global_step
+            if step < self.hparams.ema_start:
+                update_ema(self.ema_net, self.net, 0.0)
+            elif step % self.hparams.ema_every == 0:
+                update_ema(self.ema_net, self.net, self.hparams.ema_decay)
         if 0 < self.trainer.max_steps <= self.global_step:
             self.trainer.should_stop = True  # Lightning then validates the final weights, whatever val_check_interval
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.net.parameters(), self.hparams.optimizer)
+        optimizer = build_optimizer([p for p in self.net.parameters() if p.requires_grad], self.hparams.optimizer)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

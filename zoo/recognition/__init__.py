@@ -1,0 +1,1 @@
+"""Scene-text recognizers (used to score super-resolution and removal outputs by word accuracy)."""
