@@ -145,7 +145,7 @@ def load_background(path: Path, rng: np.random.Generator, height: int, width: in
 
 
 # ------------------------------------------------------------------------------------------ styles
-def _contrasting_color(rng: np.random.Generator, reference: np.ndarray, min_distance: float) -> Color:
+def contrasting_color(rng: np.random.Generator, reference: np.ndarray, min_distance: float) -> Color:
     for _ in range(20):
         color = _random_color(rng)
         if np.linalg.norm(color - reference) >= min_distance:
@@ -162,7 +162,7 @@ def sample_style(rng: np.random.Generator, ranges: StyleRanges, fonts: Sequence[
     center = (float(rng.uniform(0.15, 0.85)), float(rng.uniform(0.15, 0.85)))
     cy, cx = int(center[1] * (height - 1)), int(center[0] * (width - 1))
     local = background[max(0, cy - 4) : cy + 5, max(0, cx - 4) : cx + 5].reshape(-1, 3).mean(axis=0)
-    color = _contrasting_color(rng, local, ranges.min_contrast)
+    color = contrasting_color(rng, local, ranges.min_contrast)
     n_chars = int(rng.integers(ranges.chars[0], ranges.chars[1] + 1))
     style = TextStyle(
         text="".join(rng.choice(list(ranges.alphabet), size=n_chars)),
@@ -175,7 +175,7 @@ def sample_style(rng: np.random.Generator, ranges: StyleRanges, fonts: Sequence[
     )
     if rng.random() < ranges.stroke_probability:
         style.stroke_width = int(rng.integers(ranges.stroke_width[0], ranges.stroke_width[1] + 1))
-        style.stroke_color = _contrasting_color(rng, np.asarray(color, dtype=np.float64), ranges.min_contrast)
+        style.stroke_color = contrasting_color(rng, np.asarray(color, dtype=np.float64), ranges.min_contrast)
     if rng.random() < ranges.shadow_probability:
         style.shadow = True
         style.shadow_offset = (int(rng.integers(-3, 4)), int(rng.integers(1, 4)))

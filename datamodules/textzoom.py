@@ -48,7 +48,7 @@ from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, coll
 from datamodules.synthetic_text import (
     BACKGROUND_KINDS,
     SPLIT_IDS,
-    _contrasting_color,
+    contrasting_color,
     generate_background,
     make_ranges,
     render_scene,
@@ -303,8 +303,8 @@ class SyntheticTextLinesDataset(SampleDataset):
         style.center = (0.5, 0.5)
         middle = background[self.height // 4 : self.height - self.height // 4, self.width // 8 : self.width - self.width // 8].reshape(-1, 3).mean(axis=0)
         if np.linalg.norm(np.asarray(style.color, dtype=np.float64) - middle) < self.ranges.min_contrast:  # it was drawn for another spot
-            style.color = _contrasting_color(rng, middle, self.ranges.min_contrast)
-            style.stroke_color = _contrasting_color(rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast)
+            style.color = contrasting_color(rng, middle, self.ranges.min_contrast)
+            style.stroke_color = contrasting_color(rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast)
         for _ in range(4):
             layer = render_text_layer(style)
             fit = min((self.width - 4) / layer.shape[1], self.height / layer.shape[0])

@@ -9,7 +9,8 @@
 ``--weights``: a manifest tag, an official file, exported safetensors or a Lightning checkpoint.
 Masks (white = text to erase) pair with inputs by file stem; models that find text themselves need
 none; restoration models take ``--degradation`` (or run blind with their sensor); ``--refine`` gives
-TextDiff another method's SR outputs (paired by stem) for its diffusion stage to refine. What a model takes
+TextDiff another method's SR outputs (paired by stem) for its diffusion stage to refine; recognizers
+(crnn) print and write the words (``recognized.txt``). What a model takes
 comes from ``zoo.model_info``. Outputs keep the input's size (super-resolution: ``scale`` times) and
 are written as PNG. A wrong file, a missing mask or weights of another model stop with one message.
 """
@@ -109,6 +110,17 @@ def check_arguments(args: argparse.Namespace, info: dict[str, Any]) -> None:
         raise InputError(f"{args.model} erases the text inside a mask: give --mask <file or folder> (white = text to erase)")
 
 
+def recognize_all(model: torch.nn.Module, inputs: list[Path], out_file: Path, device: str) -> Path:
+    """A recognizer's words, one ``<file name><TAB><word>`` line per input, printed and written to ``out_file``."""
+    lines = []
+    for image_path in inputs:
+        image = to_tensor(read_image(image_path, "RGB"))[None].to(device)
+        lines.append(f"{image_path.name}\t{model.recognize(image)[0]}")
+        print(lines[-1])
+    out_file.write_text("\n".join(lines) + "\n")
+    return out_file
+
+
 def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]:
     args = parse_args(argv, prog)
     info = zoo.model_info(args.model)
@@ -122,6 +134,8 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
     dtype = PRECISIONS[args.precision]
     degradation = parse_degradation(args.degradation)
     args.out.mkdir(parents=True, exist_ok=True)
+    if info["task"] == "recognition":
+        return [recognize_all(model, inputs, args.out / "recognized.txt", args.device)]
     written = []
     for image_path in inputs:
         image = to_tensor(read_image(image_path, "RGB"))[None].to(args.device)

@@ -9,10 +9,15 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, also on machines with a GPU
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: one thread per worker (and its tools), no oversubscription
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 from PIL import Image  # noqa: E402
 
 import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)

@@ -150,3 +150,19 @@ def test_stages_train_what_they_say(stage):
     assert torch.isfinite(loss) and (tem, mrd) == {"joint": (True, True), "tem": (True, False), "mrd": (False, True)}[stage]
     if stage == "mrd":
         assert not module.net.tem.training and module.net.mrd.training
+
+
+def test_recognizer_text_prior_loads_a_frozen_crnn(tmp_path):
+    """TATT's text prior: a CRNN (official ``crnn.pth`` layout) frozen in eval mode inside the TEM."""
+    crnn = zoo.create_model("crnn")
+    torch.save(crnn.state_dict(), tmp_path / "crnn.pth")
+    model = zoo.create_model("textdiff", **{**TINY, "text_prior": "recognizer", "recognizer_weights": str(tmp_path / "crnn.pth")})
+    recognizer = model.tem.prior.recognizer
+    assert all(torch.equal(v, crnn.state_dict()[k]) for k, v in recognizer.state_dict().items())
+    model.train()
+    assert not recognizer.training and not any(p.requires_grad for p in recognizer.parameters())
+    out = model.forward_train(torch.rand(2, 3, 16, 64), torch.rand(2, 3, 32, 128))
+    out.coarse.mean().backward()
+    assert model.tem.prior.queries.grad is not None and all(p.grad is None for p in recognizer.parameters())
+    with torch.no_grad():
+        assert model.eval()(torch.rand(1, 3, 20, 75)).shape == (1, 3, 40, 150)

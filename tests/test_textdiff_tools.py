@@ -69,3 +69,15 @@ def test_infer_super_resolves_and_refines(textdiff_run, tmp_path):
     result = run_tool("infer.py", "--model", "textdiff", "--weights", weights, "--input", str(tmp_path / "lr"), "--refine",
                       str(tmp_path / "coarse"), "--out", str(tmp_path / "bad"), check=False)
     assert result.returncode != 0 and "needs 100x30 (2x)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_infer_with_a_recognizer_writes_the_words(tmp_path):
+    from rezoo.infer import main as infer
+
+    torch.save(zoo.create_model("crnn").state_dict(), tmp_path / "crnn.pth")
+    (tmp_path / "crops").mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 70, 3), dtype=np.uint8)).save(tmp_path / "crops" / f"{name}.png")
+    [listing] = infer(["--model", "crnn", "--weights", str(tmp_path / "crnn.pth"), "--input", str(tmp_path / "crops"), "--out", str(tmp_path / "out")])
+    lines = listing.read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["a.png", "b.png"] and all(set(line.split("\t")[1]) <= set("0123456789abcdefghijklmnopqrstuvwxyz") for line in lines)
