@@ -166,3 +166,26 @@ def test_recognizer_text_prior_loads_a_frozen_crnn(tmp_path):
     assert model.tem.prior.queries.grad is not None and all(p.grad is None for p in recognizer.parameters())
     with torch.no_grad():
         assert model.eval()(torch.rand(1, 3, 20, 75)).shape == (1, 3, 40, 150)
+
+
+def test_ema_is_a_copy_until_it_starts_then_updates_every_n_steps():
+    """DocDiff's EMA schedule (``ema_start``, ``ema_every``), in the shared module."""
+    from types import SimpleNamespace
+
+    module = TextDiffModule(net=TINY, ema_decay=0.5, ema_every=2, ema_start=2)
+    param, ema = next(module.net.parameters()), next(module.ema_net.parameters())
+
+    def step(global_step: int, value: float) -> None:
+        with torch.no_grad():
+            param.fill_(value)
+        module._trainer = SimpleNamespace(global_step=global_step, max_steps=0, should_stop=False)
+        module.on_train_batch_end(None, None, 0)
+
+    step(1, 1.0)
+    assert torch.all(ema == 1)  # before ema_start: a copy
+    step(2, 3.0)
+    assert torch.all(ema == 2)  # 0.5·1 + 0.5·3
+    step(3, 5.0)
+    assert torch.all(ema == 2)  # not an update step
+    step(4, 5.0)
+    assert torch.all(ema == 3.5)
