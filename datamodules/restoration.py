@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from datamodules.base import IMAGE_EXTENSIONS, BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor
-from datamodules.synthetic_text import SPLIT_IDS, generate_background
+from datamodules.synthetic_text import generate_background, sample_rng
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ class SyntheticRestorationDataset(SampleDataset):
 
     def __init__(self, num_samples: int, size: int = 128, seed: int = 0, split: str = "train", tasks: Sequence[str] = tuple(TASKS)):
         super().__init__("raise")
-        self.num_samples, self.size, self.seed, self.split_id, self.tasks = num_samples, size, seed, SPLIT_IDS[split], list(tasks)
+        self.num_samples, self.size, self.seed, self.split, self.tasks = num_samples, size, seed, split, list(tasks)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -381,7 +381,7 @@ class SyntheticRestorationDataset(SampleDataset):
     def load(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.split_id, index]))
+        rng = sample_rng(self.seed, self.split, index)
         task = self.tasks[index % len(self.tasks)]
         clean = np.clip(np.rint(generate_background(rng, self.size, self.size, shapes_probability=0.8)), 0, 255).astype(np.uint8)
         return {

@@ -68,13 +68,24 @@ class StyleRanges:
     alphabet: str = string.ascii_letters + string.digits
 
 
+def from_overrides(cls: type, overrides: dict[str, Any] | None, what: str):
+    """The dataclass ``cls`` with ``overrides`` (config lists become tuples); unknown keys are an error
+    that names ``what`` and the known keys."""
+    known = set(cls.__dataclass_fields__)
+    unknown = set(overrides or {}) - known
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (overrides or {}).items()})
+
+
 def make_ranges(overrides: dict[str, Any]) -> StyleRanges:
     """:class:`StyleRanges` with ``overrides`` (lists become tuples); unknown keys are an error."""
-    known = set(StyleRanges.__dataclass_fields__)
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown style ranges {sorted(unknown)}; known: {sorted(known)}")
-    return StyleRanges(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    return from_overrides(StyleRanges, overrides, "style ranges")
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` of ``split``: every synthetic sample is a function of these three."""
+    return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_IDS[split], index]))
 
 
 # ------------------------------------------------------------------------------------ backgrounds
@@ -283,7 +294,7 @@ class SyntheticTextDataset(SampleDataset):
         self.num_samples = num_samples
         self.height, self.width = (size, size) if isinstance(size, int) else tuple(size)
         self.seed = seed
-        self.split_id = SPLIT_IDS[split]
+        self.split = split
         self.ranges = ranges if isinstance(ranges, StyleRanges) else make_ranges(ranges or {})
         self.fonts = find_fonts(font_dir)
         self.backgrounds = list(list_images(Path(background_dir)).values()) if background_dir else []
@@ -298,7 +309,7 @@ class SyntheticTextDataset(SampleDataset):
         return self.num_samples
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, self.split_id, index]))
+        return sample_rng(self.seed, self.split, index)
 
     def scene(self, index: int) -> tuple[np.ndarray, list[TextStyle]]:
         """The background and the text styles of sample ``index`` (before rendering)."""
@@ -328,7 +339,7 @@ class SyntheticTextDataset(SampleDataset):
             "target": to_tensor(np.clip(np.rint(background), 0, 255).astype(np.uint8)),
             "mask": torch.from_numpy(mask[None].astype(np.float32)),
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "name": f"synthetic_{['train', 'val', 'test'][self.split_id]}_{index:06d}",
+            "name": f"synthetic_{self.split}_{index:06d}",
         }
 
 

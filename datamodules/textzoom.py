@@ -47,12 +47,13 @@ from torch.utils.data import ConcatDataset, DataLoader
 from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, list_images, read_image, to_tensor
 from datamodules.synthetic_text import (
     BACKGROUND_KINDS,
-    SPLIT_IDS,
     contrasting_color,
+    from_overrides,
     generate_background,
     make_ranges,
     render_scene,
     render_text_layer,
+    sample_rng,
     sample_style,
 )
 from zoo.common.fonts import find_fonts
@@ -246,15 +247,6 @@ class LineDegradation:
     jpeg_quality: tuple[int, int] = (40, 95)
     jpeg_probability: float = 1.0
 
-    @classmethod
-    def of(cls, overrides: LineDegradation | dict[str, Any] | None) -> LineDegradation:
-        if isinstance(overrides, LineDegradation):
-            return overrides
-        unknown = set(overrides or {}) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown degradation settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (overrides or {}).items()})
-
     def __call__(self, hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         import cv2
 
@@ -279,21 +271,18 @@ class SyntheticTextLinesDataset(SampleDataset):
                  ranges: dict | None = None, degradation: LineDegradation | dict | None = None, font_dir: str | None = None,
                  background_kinds: dict[str, float] | None = None, shapes_probability: float = 0.3):
         super().__init__("raise")
-        self.num_samples, self.seed, self.split, self.split_id, self.scale = num_samples, seed, split, SPLIT_IDS[split], scale
+        self.num_samples, self.seed, self.split, self.scale = num_samples, seed, split, scale
         self.height, self.width = as_size(size)
         if self.height % scale or self.width % scale:
             raise ValueError(f"data.size {[self.height, self.width]} must be a multiple of data.scale={scale}")
         self.ranges = make_ranges({**LINE_RANGES, **(ranges or {})})
-        self.degradation = LineDegradation.of(degradation)
+        self.degradation = degradation if isinstance(degradation, LineDegradation) else from_overrides(LineDegradation, degradation, "degradation settings")
         self.fonts = find_fonts(font_dir)
         self.background_kinds, self.shapes_probability = dict(background_kinds or BACKGROUND_KINDS), shapes_probability
         generate_background(np.random.default_rng(0), 2, 2, self.background_kinds)  # validate early
 
     def __len__(self) -> int:
         return self.num_samples
-
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence([self.seed, self.split_id, index]))  # as SyntheticTextDataset.rng
 
     def render(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """An HR line (uint8) and its word: one style from ``ranges``, centred, its colour contrasting with
@@ -317,7 +306,7 @@ class SyntheticTextLinesDataset(SampleDataset):
     def load(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
-        rng = self.rng(index)
+        rng = sample_rng(self.seed, self.split, index)
         hr, text = self.render(rng)
         return sr_sample(self.degradation(hr, self.scale, rng), hr, text, f"synthetic_{self.split}_{index:06d}")
 
