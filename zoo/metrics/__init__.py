@@ -9,6 +9,12 @@ import torch
 import torch.nn.functional as F
 
 MIN_MSE = 1e-10  # identical images score 100 dB instead of inf
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights (OpenCV/PIL "L")
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """Y = 0.299R + 0.587G + 0.114B, (B,3,H,W) -> (B,H,W), in the input's dtype and scale."""
+    return LUMA[0] * rgb[:, 0] + LUMA[1] * rgb[:, 1] + LUMA[2] * rgb[:, 2]
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

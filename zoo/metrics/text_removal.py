@@ -16,19 +16,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.metrics import gaussian_kernel, ssim_maps
+from zoo.metrics import gaussian_kernel, luma, ssim_maps
 
-LUMA = (0.299, 0.587, 0.114)
 EP_THRESHOLD = 20  # pEPs: |ΔY| > 20 on the 0-255 scale
 EP_DENOMINATOR = 512 * 512  # the script divides by 512·512 whatever the image size
 MSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 ERASENET_KEYS = ("psnr", "mssim", "mse", "age", "peps", "pceps", "ms_ssim")
 GARNET_KEYS = ("psnr", "ssim", "age")
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """Y = 0.299R + 0.587G + 0.114B, (B,3,H,W) -> (B,H,W), in the input's dtype and scale."""
-    return LUMA[0] * rgb[:, 0] + LUMA[1] * rgb[:, 1] + LUMA[2] * rgb[:, 2]
 
 
 def erasenet_mssim(pred_y255: torch.Tensor, gt_y255: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.metrics import luma
 from zoo.registry import StateDict, register_model
 
 __all__ = ["ALPHABET", "BLANK", "CRNN", "BidirectionalLSTM", "crnn", "ctc_greedy_decode", "fill_batchnorm_counters", "preprocess"]
@@ -39,7 +40,6 @@ ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 BLANK = 0  # CTC blank class; class i + 1 is alphabet[i]
 INPUT_HEIGHT = 32  # the only height whose feature map is one pixel high
 INPUT_SIZE = (32, 100)  # (H, W) of TATT's ``parse_crnn_data``
-LUMA = (0.299, 0.587, 0.114)
 
 CONV_CHANNELS = (64, 128, 256, 256, 512, 512, 512)
 BATCHNORM_AFTER = (2, 4, 6)
@@ -91,7 +91,7 @@ def preprocess(images: torch.Tensor, size: tuple[int, int] = INPUT_SIZE, clamp: 
     resized = F.interpolate(images, size=size, mode="bicubic", align_corners=False)
     if clamp:
         resized = resized.clamp(0, 1)
-    return LUMA[0] * resized[:, 0:1] + LUMA[1] * resized[:, 1:2] + LUMA[2] * resized[:, 2:3]
+    return luma(resized)[:, None]
 
 
 def ctc_greedy_decode(scores: torch.Tensor, alphabet: str = ALPHABET) -> list[str]:
