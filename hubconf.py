@@ -9,7 +9,7 @@ from zoo import create_model as _create_model
 from zoo import list_models as _list_models
 from zoo.registry import get_entry as _get_entry
 
-dependencies = ["torch", "safetensors", "yaml"]
+dependencies = ["torch", "safetensors", "yaml", "numpy", "cv2"]  # cv2: CRAFT's box post-processing
 
 
 def _make_entrypoint(name: str):

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from datamodules.base import BaseDataModule, SampleDataset, list_images, read_image, to_tensor
 from zoo.common.fonts import DEFAULT_FONT, find_fonts, load_font
+from zoo.common.masks import dilate_mask
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 Color = tuple[int, int, int]
@@ -266,13 +267,6 @@ def render_scene(
     return canvas, coverages
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    if radius <= 0:
-        return mask
-    tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return torch.nn.functional.max_pool2d(tensor, 2 * radius + 1, stride=1, padding=radius)[0, 0].numpy() > 0
-
-
 # ----------------------------------------------------------------------------------------- dataset
 class SyntheticTextDataset(SampleDataset):
     """``num_samples`` deterministic samples of rendered text (see the module docstring)."""
@@ -333,7 +327,7 @@ class SyntheticTextDataset(SampleDataset):
             if len(ys):
                 boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
                 mask |= coverage
-        mask = _dilate(mask, self.mask_dilation)
+        mask = dilate_mask(torch.from_numpy(mask.astype(np.float32)), self.mask_dilation).numpy() > 0
         return {
             "image": to_tensor(np.clip(np.rint(image), 0, 255).astype(np.uint8)),
             "target": to_tensor(np.clip(np.rint(background), 0, 255).astype(np.uint8)),

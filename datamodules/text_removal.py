@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, layout_error, list_images, read_image, to_tensor
+from zoo.common.masks import rasterize
 
 POLYGON_TOKEN = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -71,16 +72,6 @@ def read_polygon_file(path: Path) -> list[np.ndarray]:
         if polygon is not None:
             polygons.append(polygon)
     return polygons
-
-
-def rasterize(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
-    """uint8 (H,W) mask, 255 inside any polygon (filled, clipped to the image)."""
-    import cv2
-
-    mask = np.zeros((height, width), np.uint8)
-    if polygons:
-        cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in polygons], 255)
-    return mask
 
 
 def bounding_boxes(polygons: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:

@@ -5,8 +5,9 @@
     rezoo eval zoo=pip data=allinone data.root=... checkpoint=...
     rezoo infer --model deeperaser --input photo.jpg --mask mask.png --out results/
     rezoo score --pred out/ --gt gt/ --protocol erasenet
-    rezoo export run/checkpoints/last.ckpt --out release/
+    rezoo export run/checkpoints/last.ckpt --out release/ [--format onnx]
     rezoo bench --model deeperaser --size 256
+    rezoo demo --model deeperaser --weights scut_enstext --port 7860
 
 ``rezoo <command> --help`` describes each. Mistakes in what was given (a wrong path, layout, file,
 weights or download) end with one message and exit status 2, without a traceback.
@@ -28,8 +29,9 @@ COMMANDS = {
     "eval": ("rezoo.eval", "evaluate weights on a test split (Hydra overrides)"),
     "infer": ("rezoo.infer", "run a model on images"),
     "score": ("rezoo.score", "score a folder of outputs against ground truth"),
-    "export": ("rezoo.export", "export a training checkpoint as a release file"),
+    "export": ("rezoo.export", "export a checkpoint as a release file (safetensors) or an ONNX graph"),
     "bench": ("rezoo.bench", "time a model (and the official code) and measure its memory"),
+    "demo": ("rezoo.demo", "try a model in the browser (Gradio; pip install -e \".[demo]\")"),
     "list": ("rezoo.cli", "list the registered models"),
 }
 
@@ -41,7 +43,8 @@ def usage() -> str:
 
 
 def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> list[dict[str, Any]]:
-    """Print a table of the registered models: name, task, inputs, scale, params, weight tags."""
+    """Print a table of the registered models: name, task, inputs, scale, params, ONNX export, weight tags; then
+    why the models that cannot be exported to ONNX cannot."""
     import argparse
 
     from rich.console import Console
@@ -55,15 +58,18 @@ def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> li
     args = parser.parse_args(argv)
     infos = [zoo.model_info(name) for name in zoo.list_models(args.pattern, pretrained=args.pretrained)]
     table = Table(title=f"rezoo {zoo.__version__}: {len(infos)} models")
-    for column in ("name", "task", "inputs", "scale", "params", "weights"):
+    for column in ("name", "task", "inputs", "scale", "params", "onnx", "weights"):
         table.add_column(column, justify="right" if column in ("scale", "params") else "left")
     for info in infos:
         inputs = ", ".join(f"{n}?" if n in info["optional"] else n for n in info["inputs"])
         tags = ", ".join(f"{t}*" if t == info["default_tag"] else t for t in info["tags"]) or "-"
-        table.add_row(info["name"], info["task"], inputs, f"{info['scale']}x", f"{info['params']:,}", tags)
+        table.add_row(info["name"], info["task"], inputs, f"{info['scale']}x", f"{info['params']:,}", "yes" if info["onnx"] else "no", tags)
     console = Console(width=max(Console().width, 110))
     console.print(table)
-    console.print("input?: optional; tag*: the default weights (pretrained=True)", markup=False)
+    console.print("input?: optional; tag*: the default weights (pretrained=True); onnx: rezoo export --format onnx", markup=False)
+    for info in infos:
+        if not info["onnx"]:
+            console.print(f"no onnx: {info['name']}: {info['onnx_note'] or 'not supported'}", markup=False, soft_wrap=True)
     return infos
 
 

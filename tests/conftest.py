@@ -21,6 +21,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from PIL import Image  # noqa: E402
 
 import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)
+from tests.gramsr_fixtures import DINO as GRAMSR_DINO  # noqa: E402
+from tests.gramsr_fixtures import TINY_BASE as GRAMSR_BASE  # noqa: E402
+from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but complete runs of tools/train.py (the real network, tiny images and few steps).
@@ -39,10 +42,16 @@ TINY_NETS = {
                    "prompt_dims": [8, 16, 32, 32], "prompt_sizes": [8, 4, 2, 2]},
     "textdiff": {"channels": 8, "blocks": 1, "unet_channels": 8, "unet_multipliers": [1, 2], "timesteps": 10},
     "crnn": {"hidden_size": 16},
+    "easyocr_en": {"output_channel": 32, "hidden_size": 16},
+    "craft": {},  # VGG16-BN fixed by the released weights; fast enough at test sizes
+    "gramsr": {"base_model": GRAMSR_BASE, "dino_model": GRAMSR_DINO},  # a random-init tiny base from configs
 }
+# Models whose frozen base comes by argument (``model_info(name)["base"]``): the kwargs of the released
+# configuration, built without weights on the meta device to check the declared ``params`` (their own weights).
+RELEASED_BASES = {"gramsr": {"base_model": SD21_BASE, "dino_model": DINOV3_VITB16}}
 
 
-IMAGE_MODELS = [name for name in zoo.list_models() if zoo.model_info(name)["task"] != "recognition"]  # image in, image out
+IMAGE_MODELS = [name for name in zoo.list_models() if zoo.model_info(name)["task"] not in ("recognition", "text_detection")]  # image in, image out
 
 
 def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -105,3 +105,50 @@ def make_sr_folder(root: Path, seed: int = 0, scale: int = 2, counts: dict[str, 
             labels[split].append(text)
         (root / split / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return labels
+
+
+# ------------------------------------------------------------------------------- real-world SR (GramSR)
+REALSR_NAMES = ("Canon_001_LR4", "Canon_002_LR4", "Nikon_001_LR4")  # RealSR's naming in StableSR's test sets
+REALSR_DIRS = {"stablesr": ("test_LR", "test_HR"), "lqgt": ("lq", "gt")}
+
+
+def hq_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A generated "HQ" photo stand-in (uint8 HxWx3): a background with shapes and a word."""
+    background = generate_background(rng, height, width, shapes_probability=1.0)
+    style = TextStyle(text=str(rng.choice(WORDS)), size=max(6, height // 4), color=(20, 20, 20), center=(0.5, 0.5))
+    image, _ = render_scene(background, [style])
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def make_realsr_pairs(root: Path, names: tuple[str, ...] = REALSR_NAMES, lr_size: int = 32, scale: int = 4, layout: str = "stablesr",
+                      seed: int = 0) -> list[str]:
+    """A StableSR-style test set under ``root``: ``test_LR/<name>.png`` (``lr_size``²) and ``test_HR/<name>.png``
+    (``scale``× larger), same file names (``layout="lqgt"``: ``lq/`` + ``gt/``); LR = PIL bicubic of HR. Returns the names."""
+    rng = np.random.default_rng(seed)
+    lr_dir, hr_dir = REALSR_DIRS[layout]
+    for name in names:
+        hr = hq_scene(rng, lr_size * scale, lr_size * scale)
+        write_image(root / hr_dir / f"{name}.png", hr)
+        write_image(root / lr_dir / f"{name}.png", np.asarray(Image.fromarray(hr).resize((lr_size, lr_size), Image.BICUBIC)))
+    return list(names)
+
+
+def make_hq_folder(root: Path, seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((72, 96), (96, 64), (40, 56), (64, 64), (80, 120))) -> list[Path]:
+    """HQ images (H, W in ``sizes``) in nested folders as LSDIR/FFHQ ship them: ``root/LSDIR/0001000/<n>.png`` for the
+    first half, ``root/FFHQ/<n>.jpg`` (quality 95) for the rest. Returns the paths, sorted."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k, (height, width) in enumerate(sizes):
+        path = root / "LSDIR" / "0001000" / f"{k:07d}.png" if k < (len(sizes) + 1) // 2 else root / "FFHQ" / f"{k:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(hq_scene(rng, height, width)).save(path, quality=95)
+        paths.append(path)
+    return sorted(paths)
+
+
+def write_list_file(path: Path, images: list[Path], relative: bool = True) -> Path:
+    """A GramSR-style list file: one image path a line (relative to the list's folder when ``relative``), a comment and a blank line."""
+    lines = ["# HQ training images"] + [str(p.relative_to(path.parent) if relative else p) for p in images] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

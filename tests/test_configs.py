@@ -30,7 +30,7 @@ def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
     """``data.root`` (or the sources' roots) pointing at a generated fixture in the dataset's layout."""
     from tests import text_fixtures as fx
     from tests.restoration_fixtures import make_promptir
-    from tests.sr_fixtures import make_sr_folder, write_textzoom
+    from tests.sr_fixtures import make_hq_folder, make_realsr_pairs, make_sr_folder, write_textzoom
 
     builders = {
         "folder": lambda: [f"data.root={paired_folder}"],
@@ -41,6 +41,8 @@ def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
         "synthtext": lambda: [f"data.root={fx.make_synthtext(tmp_path / 'synth')}"],
         "textzoom": lambda: (write_textzoom(tmp_path / "textzoom"), [f"data.root={tmp_path / 'textzoom'}"])[1],
         "sr_folder": lambda: (make_sr_folder(tmp_path / "srf"), [f"data.root={tmp_path / 'srf'}"])[1],
+        "realsr_pairs": lambda: (make_realsr_pairs(tmp_path / "rsr"), [f"data.root={tmp_path / 'rsr'}"])[1],
+        "hq_folder": lambda: (make_hq_folder(tmp_path / "hq"), [f"data.root={tmp_path / 'hq'}", "data.val_size=1"])[1],
         "scut_enstext_synthtext": lambda: [
             f"data.sources.scut.root={fx.make_scut_enstext(tmp_path / 'scut')}", f"data.sources.synth.root={fx.make_synthtext(tmp_path / 'synth')}",
         ],
@@ -49,7 +51,8 @@ def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
 
 
 # the family each data config feeds (the rest is text removal); every zoo is also composed with its own default data
-DATA_FAMILY = {"allinone": "pip", "synthetic_restoration": "pip", "textzoom": "textdiff", "synthetic_textlines": "textdiff", "sr_folder": "textdiff"}
+DATA_FAMILY = {"allinone": "pip", "synthetic_restoration": "pip", "textzoom": "textdiff", "synthetic_textlines": "textdiff", "sr_folder": "textdiff",
+               "realsr_pairs": "textdiff", "hq_folder": "textdiff", "synthetic_sr": "textdiff"}
 PAIRS = sorted({(z, None) for z in names("zoo")} | {(DATA_FAMILY.get(d, "deeperaser"), d) for d in names("data")}, key=str)
 
 

@@ -11,7 +11,7 @@ from datamodules.posterase import PosterEraseDataModule, parse_boxes
 from datamodules.scut_enstext import SCUTEnsTextDataModule
 from datamodules.scut_syn import SCUTSynDataModule
 from datamodules.synthtext import SynthTextDataModule, background_stem, word_polygons
-from datamodules.text_removal import parse_polygon_line, rasterize
+from datamodules.text_removal import parse_polygon_line
 from tests.conftest import write_image
 from tests.text_fixtures import (
     POSTER_BOXES,
@@ -24,6 +24,7 @@ from tests.text_fixtures import (
     make_scut_syn,
     make_synthtext,
 )
+from zoo.common.masks import rasterize
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:

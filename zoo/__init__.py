@@ -15,11 +15,14 @@ import torch  # noqa: E402
 from zoo import weights as _weights  # noqa: E402
 
 # Model families register themselves on import; their model files import torch only.
+from zoo.craft import model as _craft  # noqa: E402,F401
 from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
 from zoo.errors import WeightsError  # noqa: E402
 from zoo.garnet import model as _garnet  # noqa: E402,F401
+from zoo.gramsr import model as _gramsr  # noqa: E402,F401  (diffusers/peft/transformers imported when built)
 from zoo.pip import model as _pip  # noqa: E402,F401
 from zoo.recognition import crnn as _crnn  # noqa: E402,F401
+from zoo.recognition import easyocr as _easyocr  # noqa: E402,F401
 from zoo.registry import get_entry, register_model, registered_names  # noqa: E402
 from zoo.ste import model as _ste  # noqa: E402,F401
 from zoo.textdiff import model as _textdiff  # noqa: E402,F401
@@ -46,17 +49,24 @@ def model_info(name: str) -> dict[str, Any]:
     """What a registered model is, as a plain dict: ``name``, ``task``, ``inputs`` (the image, then the
     keyword conditions), ``optional`` (conditions it can do without), ``scale``, ``pad_multiple``,
     ``composites`` (eval output pasted into the input outside the mask), ``default_tag``, ``tags``
-    (weights in the manifest) and ``params`` (of the default configuration)."""
+    (weights in the manifest), ``params`` (of the default configuration), ``onnx`` (exportable with
+    ``rezoo export --format onnx``), ``onnx_note`` (why not, when it is not) and ``base`` (the
+    kwargs naming an external frozen base the model needs, e.g. GramSR's ``base_model``/``dino_model``)."""
     entry = get_entry(name)
     return {
         "name": name, "task": entry.task, "inputs": entry.inputs, "optional": entry.optional, "scale": entry.scale,
         "pad_multiple": entry.pad_multiple, "composites": entry.composites, "default_tag": entry.default_tag,
         "tags": tuple(_weights.load_manifest().get(name, {})), "params": entry.params,
+        "onnx": entry.onnx, "onnx_note": entry.onnx_note, "base": entry.base,
     }
 
 
 def _read_pretrained(name: str, pretrained: bool | str | Path, progress: bool) -> tuple[Path, _weights.Checkpoint]:
-    """Resolve ``pretrained`` to a local file of model ``name`` and read it."""
+    """Resolve ``pretrained`` to a local file of model ``name`` and read it (a folder, for a family
+    whose official release is several files: its ``read_folder``)."""
+    read_folder = get_entry(name).read_folder
+    if read_folder is not None and pretrained is not True and Path(str(pretrained)).expanduser().is_dir():
+        return Path(str(pretrained)).expanduser(), read_folder(Path(str(pretrained)).expanduser())
     spec = pretrained if pretrained is True else str(pretrained)
     path = _weights.resolve_pretrained(name, spec, get_entry(name).default_tag, progress)
     checkpoint = _weights.read_checkpoint(path)
@@ -75,7 +85,8 @@ def create_model(name: str, pretrained: bool | str | Path = False, progress: boo
     """Build a registered model, optionally with weights.
 
     ``pretrained``: ``False``; ``True`` (the model's default tag); a manifest tag; a URL; or a local
-    file (official release, exported safetensors or a Lightning checkpoint; detected automatically).
+    file (official release, exported safetensors or a Lightning checkpoint; detected automatically);
+    for a family whose release is several files (GramSR), also a folder of them.
     Architecture kwargs recorded in an exported or Lightning file are used unless overridden here.
     """
     entry = get_entry(name)

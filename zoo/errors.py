@@ -6,6 +6,9 @@ it, so ``except FileNotFoundError`` and the like keep working.
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class UserError(Exception):
     """A mistake in what the user gave; the message says what was expected and what to do."""
@@ -30,6 +33,19 @@ class WeightsError(UserError, RuntimeError):
 
 class DownloadError(UserError, RuntimeError):
     """A download that failed: offline, not found, timed out, or a hash mismatch."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """A feature whose optional dependencies (a ``pip install "rezoo[<extra>]"`` extra) are not installed."""
+
+
+def require_extra(module: str, extra: str, feature: str) -> ModuleType:
+    """Import ``module`` of the optional extra ``extra``, or say in one line how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtraError(f"{feature} needs {module.split('.')[0]}, which is not installed: pip install -e \".[{extra}]\" "
+                                f"(from a checkout) or pip install \"rezoo[{extra}]\"") from error
 
 
 class UnverifiedWeightsWarning(UserWarning):

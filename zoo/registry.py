@@ -8,13 +8,15 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from zoo.errors import UnknownModelError
 
 StateDict = dict[str, torch.Tensor]
-TASKS = ("text_removal", "restoration", "super_resolution", "recognition")
+TASKS = ("text_removal", "restoration", "super_resolution", "recognition", "text_detection")
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,12 @@ class ModelEntry:
     ``pad_multiple``: the multiple the forward pads H and W to internally (1: none needed).
     ``composites``: the eval output is pasted into the input outside the (given) mask.
     ``params``: parameters of the default configuration (declared, so that listing models builds
-    none; the tests build each model and compare).
+    none; the tests build each model and compare). ``onnx``: ``rezoo export --format onnx`` can
+    export the eval forward (dynamic height and width); otherwise ``onnx_note`` says why not.
+    ``base``: the builder's keyword arguments naming an external frozen base it loads (GramSR:
+    ``base_model``, ``dino_model``); the model's ``state_dict()`` then holds only its own weights and
+    ``params`` counts those (of the released configuration), not the base. ``read_folder``: reads
+    ``pretrained=<folder>`` (an official release of several files) into a ``weights.Checkpoint``.
     """
 
     name: str
@@ -41,6 +48,10 @@ class ModelEntry:
     params: int = 0
     default_tag: str | None = None
     remap: Callable[[StateDict], StateDict] | None = None  # official upstream keys -> ours
+    onnx: bool = False
+    onnx_note: str = ""
+    base: tuple[str, ...] = ()
+    read_folder: Callable[[Path], Any] | None = None
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -68,6 +79,10 @@ def register_model(
     params: int = 0,
     default_tag: str | None = None,
     remap: Callable[[StateDict], StateDict] | None = None,
+    onnx: bool = False,
+    onnx_note: str = "",
+    base: tuple[str, ...] = (),
+    read_folder: Callable[[Path], Any] | None = None,
 ) -> Callable:
     """Decorator registering ``builder(**kwargs) -> nn.Module`` under ``name`` with its metadata."""
     if task not in TASKS:
@@ -78,7 +93,8 @@ def register_model(
     def decorator(builder: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, params, default_tag, remap)
+        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, params, default_tag, remap, onnx, onnx_note,
+                                     tuple(base), read_folder)
         return builder
 
     return decorator

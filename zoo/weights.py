@@ -14,12 +14,17 @@ Everything is read with safetensors or ``torch.load(weights_only=True)``; nothin
 Manifest entries download from a plain ``url:`` (urllib, with a timeout) or from the Hugging Face Hub
 (``hf: {repo_id, filename, revision}``, huggingface_hub) into :func:`cache_dir`; a cached file is used
 without any network call, and a failed download raises :class:`~zoo.errors.DownloadError` in one line
-with the URL, the reason and the way out.
+with the URL, the reason and the way out. A ``url:`` entry with ``archive_member: <name>`` names a zip
+archive: that member is extracted into the cache (the archive is not kept) and its sha256 is checked.
+An entry with ``package: {name, path}`` is first looked up inside that installed Python package
+(``name`` is the import name, ``path`` relative to the package's folder): when the package is
+installed and holds the file, that file is used as it is, with no cache and no network.
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -28,6 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -85,15 +91,36 @@ def entry_url(entry: dict[str, Any]) -> str:
 
 
 def entry_file(entry: dict[str, Any]) -> Path:
-    """Where a manifest entry's file is cached (also where a user may place it by hand)."""
-    return cache_dir() / (entry.get("file_name") or PurePosixPath(urllib.parse.urlparse(entry_url(entry)).path).name)
+    """Where a manifest entry's file is cached (also where a user may place it by hand): ``file_name``,
+    else the last part of ``archive_member``, else of the URL's path."""
+    return cache_dir() / (entry.get("file_name") or PurePosixPath(entry.get("archive_member") or urllib.parse.urlparse(entry_url(entry)).path).name)
+
+
+def package_file(entry: dict[str, Any]) -> Path | None:
+    """The file a manifest entry's ``package: {name, path}`` names inside that installed Python package,
+    or None when the entry has no ``package:``, the package is not installed or lacks the file."""
+    package = entry.get("package")
+    if not package:
+        return None
+    try:
+        if importlib.util.find_spec(package["name"]) is None:
+            return None
+        path = Path(str(resources.files(package["name"]).joinpath(package["path"])))
+    except (ImportError, ValueError, TypeError):  # a broken or namespace-less package counts as absent
+        return None
+    return path if path.is_file() else None
 
 
 def fetch(entry: dict[str, Any], progress: bool = True) -> Path:
-    """The local file of a manifest entry: the cached one (no network), else a download.
+    """The local file of a manifest entry: the ``package:`` file when that package is installed, else
+    the cached one (no network), else a download (for ``archive_member`` entries, the member extracted
+    from the downloaded zip).
 
     A download of an entry without sha256 warns that the file is unverified.
     """
+    packaged = package_file(entry)
+    if packaged is not None:
+        return packaged
     target = entry_file(entry)
     if target.is_file():
         return target
@@ -101,7 +128,7 @@ def fetch(entry: dict[str, Any], progress: bool = True) -> Path:
         hf = entry["hf"]
         download_hf(hf["repo_id"], hf["filename"], hf.get("revision", "main"), entry.get("sha256"), target.name, progress)
     else:
-        download(entry_url(entry), entry.get("sha256"), target.name, progress)
+        download(entry_url(entry), entry.get("sha256"), target.name, progress, entry.get("archive_member"))
     if not entry.get("sha256"):
         warnings.warn(f"{target} is unverified: the weights manifest has no sha256 for {entry_url(entry)}", UnverifiedWeightsWarning, stacklevel=2)
     return target
@@ -150,14 +177,18 @@ def _check_sha256(url: str, actual: str, expected: str | None, target: Path) -> 
         raise _failed(url, f"sha256 mismatch: expected {expected.lower()}, got {actual} (download deleted)", target)
 
 
-def download(url: str, sha256: str | None = None, file_name: str | None = None, progress: bool = True) -> Path:
+def download(
+    url: str, sha256: str | None = None, file_name: str | None = None, progress: bool = True, archive_member: str | None = None
+) -> Path:
     """Download ``url`` (urllib, ``$REZOO_DOWNLOAD_TIMEOUT``) into the cache and return its path.
 
     A cached file is returned without any network call. A new download goes to a temporary file in
     the cache folder, is checked against ``sha256`` (when given) and only then renamed into place, so
-    an interrupted or corrupt download leaves nothing behind. Any failure raises :class:`DownloadError`.
+    an interrupted or corrupt download leaves nothing behind. With ``archive_member`` the URL is a zip
+    archive: that member replaces the downloaded archive (``file_name`` defaults to the member's name)
+    and ``sha256`` is the member's. Any failure raises :class:`DownloadError`.
     """
-    name = file_name or Path(urllib.parse.urlparse(url).path).name
+    name = file_name or PurePosixPath(archive_member or urllib.parse.urlparse(url).path).name
     if not name:
         raise DownloadError(f"cannot derive a file name from {url}; give file_name")
     target = cache_dir() / name
@@ -178,12 +209,37 @@ def download(url: str, sha256: str | None = None, file_name: str | None = None, 
                         advance(len(block))
         except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError, timeouts, lost connections
             raise _failed(url, _url_reason(url, error, timeout), target) from error
-        _check_sha256(url, digest.hexdigest(), sha256, target)
+        actual = _extract_member(tmp_name, archive_member, url, target) if archive_member else digest.hexdigest()
+        _check_sha256(url, actual, sha256, target)
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return target
+
+
+def _extract_member(archive: str, member: str, url: str, target: Path) -> str:
+    """Replace the zip file ``archive`` by its ``member`` (through a temporary file next to it); return
+    the member's sha256. A file that is not a zip, or lacks the member, raises :class:`DownloadError`."""
+    digest = hashlib.sha256()
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".member", dir=Path(archive).parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                with zipfile.ZipFile(archive) as zipped:
+                    if member not in zipped.namelist():
+                        raise _failed(url, f"the zip archive has no member {member} (members: {', '.join(zipped.namelist()[:10]) or 'none'})", target)
+                    with zipped.open(member) as source:
+                        while block := source.read(1 << 20):
+                            out.write(block)
+                            digest.update(block)
+            except zipfile.BadZipFile as error:
+                raise _failed(url, f"not a zip archive ({error})", target) from error
+        os.replace(tmp_name, archive)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return digest.hexdigest()
 
 
 def _url_reason(url: str, error: BaseException, timeout: float) -> str:

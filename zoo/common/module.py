@@ -90,7 +90,7 @@ class RestorationModule(L.LightningModule):
         self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
         self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
         self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
-        self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, ...), compute())
+        self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, image, mask, names, boxes=), compute())
 
     # ------------------------------------------------------------------ inference
     @property
@@ -166,7 +166,7 @@ class RestorationModule(L.LightningModule):
             self._log_samples(batch, output, stage)
         if stage == "test" and "target" in batch:
             for scorer in self.scorers.values():
-                scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"))
+                scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"), boxes=batch.get("boxes"))
         if stage == "test" and self.save_dir is not None:  # images/[<set>/]<name>.png (names are stems, may hold dots)
             for i, (name, image) in enumerate(zip(batch["name"], output)):
                 save_image(image, self.save_dir / (sets[i] if sets else "") / f"{name}.png")

@@ -234,7 +234,7 @@ class DeepEraser(nn.Module):
         return estimate.clamp(0, 1)
 
 
-@register_model("deeperaser", task="text_removal", inputs=("image", "mask"), params=1_438_512, default_tag="scut_enstext")
+@register_model("deeperaser", task="text_removal", inputs=("image", "mask"), params=1_438_512, default_tag="scut_enstext", onnx=True)
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""
     return DeepEraser(**kwargs)

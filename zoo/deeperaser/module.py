@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from zoo.common.masks import dilate_mask
 from zoo.common.module import RestorationModule
 
 PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
@@ -72,9 +73,7 @@ def select_text_instances(
                 box_mask[:, max(0, int(y0)) : min(height, int(y1 + 0.999)), max(0, int(x0)) : min(width, int(x1 + 0.999))] = 1
             chosen[b] = box_mask if use_boxes else mask[b] * box_mask
         if max_dilation > 0:
-            radius = int(torch.randint(0, max_dilation + 1, (), generator=generator))
-            if radius:
-                chosen[b] = F.max_pool2d(chosen[b : b + 1], 2 * radius + 1, stride=1, padding=radius)[0]
+            chosen[b] = dilate_mask(chosen[b], int(torch.randint(0, max_dilation + 1, (), generator=generator)))
     new_target = chosen * target + (1 - chosen) * image
     return chosen, new_target
 

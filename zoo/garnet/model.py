@@ -115,7 +115,7 @@ class MaskBranch(nn.Module):
         self.requires_grad_(False)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        peak = x.amax() if self.mask_norm == "batch" else x.amax(dim=(1, 2, 3), keepdim=True)
+        peak = x.amax(dim=(0, 1, 2, 3)) if self.mask_norm == "batch" else x.amax(dim=(1, 2, 3), keepdim=True)  # dims named: ONNX export
         return x / (peak + 1e-6)
 
     def forward(self, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -254,7 +254,8 @@ class PatchDiscriminator(nn.Module):
         return self.outblock(self.blocks(self.initialblock(x)))
 
 
-@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, params=12_399_909, default_tag="scut_enstext_synthtext")
+@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, params=12_399_909, default_tag="scut_enstext_synthtext",
+                onnx=True)
 def garnet(**kwargs) -> GaRNet:
     """GaRNet (12,399,909 parameters with the default arguments, 160 of them frozen)."""
     return GaRNet(**kwargs)

@@ -11,8 +11,9 @@ F = 2PR/(P+R) as the ICDAR Robust Reading scripts:
 * ``iou`` — ICDAR 2015 (ViTEraser): greedy one-to-one matching of polygons with IoU > 0.5.
 
 GT entries marked "don't care" (e.g. ``###``) are ignored together with the detections that fall on
-them. The detector is pluggable: anything that maps an image to a list of polygons (CRAFT weights are
-not bundled).
+them. The detector is pluggable: anything that maps images to lists of polygons; the zoo's is CRAFT
+(``zoo.create_model("craft", pretrained=True)``, GaRNet's detector), used by :class:`DetectorScorer`
+(``tools/eval.py detector=craft``) and ``tools/score.py --detector craft``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 Detector = Callable[[np.ndarray], Sequence[np.ndarray]]  # uint8 HxWx3 -> polygons (K,2)
 
@@ -222,3 +224,28 @@ class DetectionScore:
         precision = sum(m.precision_credit for m in self.matches) / det_count if det_count else 0.0
         f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         return {"precision": precision, "recall": recall, "f": f}
+
+
+class DetectorScorer:
+    """``tools/eval.py ... detector=craft``: ``detect`` runs on each erased output, its words are scored
+    against the sample's annotated text boxes with ``rule``; ``compute`` gives ``det_precision``,
+    ``det_recall`` and ``det_fmeasure`` (lower is better: less text left to find)."""
+
+    def __init__(self, detect: Callable[[torch.Tensor], list[list[np.ndarray]]], rule: str = "deteval"):
+        self.detect, self.score = detect, DetectionScore(rule)
+        self.per_image: dict[str, list[float]] = {"det_words": []}
+        self.names: list[str] = []
+
+    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, names=None,
+               boxes=None) -> None:
+        if boxes is None:
+            raise ValueError("detection scores need the annotated text boxes of each sample (a dataset with text annotations)")
+        for sample, gt in zip(output, boxes):
+            words = self.detect(sample[None])[0]
+            self.score.update([np.asarray(box, np.float64) for box in np.asarray(gt.cpu() if isinstance(gt, torch.Tensor) else gt)], words)
+            self.per_image["det_words"].append(float(len(words)))
+        self.names.extend(names or [str(len(self.names) + i) for i in range(len(output))])
+
+    def compute(self) -> dict[str, float]:
+        result = self.score.compute()
+        return {"det_precision": result["precision"], "det_recall": result["recall"], "det_fmeasure": result["f"]}

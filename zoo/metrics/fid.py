@@ -159,7 +159,7 @@ class FIDScorer:
         self.extractor = extractor
         self.features: dict[str, list[np.ndarray]] = {"pred": [], "gt": []}
 
-    def update(self, output: torch.Tensor, target: torch.Tensor, *unused: object) -> None:
+    def update(self, output: torch.Tensor, target: torch.Tensor, *unused: object, boxes: object = None) -> None:
         from zoo.metrics.text_removal import quantize
 
         self.extractor.to(output.device)

@@ -159,7 +159,8 @@ class ProtocolScorer:
         self.per_image: dict[str, list[float]] = {}
         self.names: list[str] = []
 
-    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, names=None) -> None:
+    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, names=None,
+               boxes=None) -> None:
         output, target = quantize(output), quantize(target)
         if self.protocol == "erasenet":
             if self.composite:

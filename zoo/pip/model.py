@@ -495,14 +495,14 @@ class PIPNAFNet(PIPBase):
         return self.ending(x) + image
 
 
-@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8, params=27_429_510)
+@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8, params=27_429_510, onnx=True)
 def pip(**kwargs: Any) -> PIPRestormer:
     """PIP on Restormer, the released configuration (27,429,510 parameters with the defaults).
     ``sensor=True`` adds the blind-mode degradation classifier (``degradation`` may then be omitted)."""
     return PIPRestormer(**kwargs)
 
 
-@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16, params=31_102_223)
+@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16, params=31_102_223, onnx=True)
 def pip_nafnet(**kwargs: Any) -> PIPNAFNet:
     """PIP on NAFNet, the paper's second backbone (our per-level PIP settings: no release exists).
     ``sensor=True`` adds the blind-mode degradation classifier."""

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.common.modes import evaluating
 from zoo.metrics import luma
 from zoo.registry import StateDict, register_model
 
@@ -156,17 +157,12 @@ class CRNN(nn.Module):
         """
         weight = self.cnn.conv0.weight
         grey = preprocess(images.to(device=weight.device, dtype=weight.dtype), clamp=clamp)
-        modes = [(module, module.training) for module in self.modules()]
-        self.eval()
-        try:
+        with evaluating(self):
             scores = self(grey)
-        finally:
-            for module, training in modes:
-                module.training = training
         return ctc_greedy_decode(scores, self.alphabet)
 
 
-@register_model("crnn", task="recognition", inputs=("image",), params=8_331_301, remap=fill_batchnorm_counters)
+@register_model("crnn", task="recognition", inputs=("image",), params=8_331_301, remap=fill_batchnorm_counters, onnx=True)
 def crnn(**kwargs) -> CRNN:
     """CRNN text recognizer (Shi et al. 2016; 8,331,301 parameters with the default arguments)."""
     return CRNN(**kwargs)

@@ -275,7 +275,8 @@ class STEDiscriminator(nn.Module):
         return self.fusion(features).flatten(1)
 
 
-@register_model("ste", task="text_removal", inputs=("image", "mask"), optional=("mask",), pad_multiple=STRIDE, composites=True, params=19_737_615, default_tag="posterase")
+@register_model("ste", task="text_removal", inputs=("image", "mask"), optional=("mask",), pad_multiple=STRIDE, composites=True, params=19_737_615, default_tag="posterase",
+                onnx=True)
 def ste(**kwargs) -> STEEraser:
     """STE eraser (19,737,615 parameters with the default arguments)."""
     return STEEraser(**kwargs)

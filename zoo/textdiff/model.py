@@ -435,7 +435,8 @@ class TextDiff(nn.Module):
         return crop_to((coarse + self.sample_residual(coarse, mask, steps)).clamp(0, 1), (height, width), self.scale)
 
 
-@register_model("textdiff", task="super_resolution", inputs=("lr",), scale=2, pad_multiple=4, params=5_132_363)
+@register_model("textdiff", task="super_resolution", inputs=("lr",), scale=2, pad_multiple=4, params=5_132_363,
+                onnx_note="iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); exporting its networks separately is not supported")
 def textdiff(**kwargs) -> TextDiff:
     """TextDiff (2x scene-text SR: TEM + mask-guided residual diffusion; no official weights exist)."""
     return TextDiff(**kwargs)
