@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
+import zoo
 from rezoo.runner import instantiate_group, register_resolvers, resolve_profile
 from zoo.errors import UserError
 
@@ -59,7 +60,8 @@ PAIRS = sorted({(z, None) for z in names("zoo")} | {(DATA_FAMILY.get(d, "deepera
 @pytest.mark.parametrize(("zoo_name", "data_name"), PAIRS)
 def test_zoo_and_data_instantiate(zoo_name, data_name, paired_folder, tmp_path):
     data = [f"data={data_name}", *data_root_overrides(data_name, tmp_path, paired_folder)] if data_name else []
-    cfg = compose_train([f"zoo={zoo_name}", f"run_dir={tmp_path}", *data])
+    base = ["profile=quick"] if zoo.model_info(zoo_name)["base"] else []  # a frozen base by argument (GramSR): the quick random stack
+    cfg = compose_train([f"zoo={zoo_name}", f"run_dir={tmp_path}", *base, *data])
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     assert len(datamodule.datasets["train"]) > 0

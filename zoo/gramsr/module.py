@@ -1,0 +1,321 @@
+"""GramSR training (LightningModule): three stages on the frozen SD-2.1-base + DINOv3 stack, one LoRA set each.
+GramSR releases no training code; stages 1–2 follow PiSA-SR's ``train_pisasr.py`` (GramSR's code ancestor),
+stage 3 the paper's description (zoo/gramsr/README.md, "Training"):
+
+* stage 1 — pixel LoRA (active: pix): ``l2_weight``·MSE(x̂, x_H) on the decoded output in [-1, 1] (PiSA-SR);
+* stage 2 — semantic LoRA, the pixel set frozen (active: pix+sem): ℓ2 + ``lpips_weight``·LPIPS-VGG(x̂, x_H) +
+  ``csd_weight``·CSD (below);
+* stage 3 — texture LoRA, pixel and semantic frozen (active: all): ℓ2 + ``gram_weight``·Gram loss (below);
+* the MLP adapter trains in the stages listed in ``adapter_stages`` (all three by default).
+
+``stage``: ``all`` (1 → 2 → 3, switching when ``global_step`` reaches the cumulative ``stage_steps``) or one of
+1, 2, 3 (that stage alone for its ``stage_steps`` entry, e.g. after ``pretrained=`` from an earlier stage). One
+AdamW holds every LoRA and adapter tensor; a stage switch only changes ``requires_grad`` (the model's
+``set_stage``). Frozen tensors get no gradient, and AdamW skips tensors whose ``.grad`` is None (no moment
+update, no weight decay): a frozen set stays bit-identical. The switch happens in ``on_train_batch_start``
+of the step's first micro-batch, before Lightning's ``zero_grad`` (set to None), so it also holds under
+gradient accumulation, and it follows ``global_step`` on a resumed run.
+
+CSD (PiSA-SR's ``CSDLoss.cal_csd``): t ~ U{⌊T·lo⌋, …, ⌊T·hi⌋−1} (``csd_timesteps``), z_t = √ᾱ_t·sg(z) + √(1−ᾱ_t)·ε;
+the frozen UNet (every LoRA off: :meth:`GramSR.frozen_unet`) predicts ε for the unconditional input (zero
+tokens, the release's ``neg_prompt_embeds``) and the conditional one (the adapter's DINO tokens of the
+LR, detached: the release's ``emb``); ε_cfg = ε_u + ``csd_cfg``·(ε_c − ε_u); x̂0_real, x̂0_fake from ε_cfg, ε_u;
+grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| (per sample); loss = MSE(z, sg(z − grad)), whose gradient
+moves z towards the guided prediction.
+
+Gram loss: F (N tokens × C) of DINOv3 on the output and on x_H (x_H without gradient); G = FᵀF / N; per layer
+``mean``: mean over the C² entries of (G(x_H) − G(x̂))² — the paper's (1/N²)·‖FᵀF − FᵀF‖²_F divided by C² — or
+``sum``: the paper's formula as written. ``gram_layers`` None: the final (LayerNorm-ed) tokens the adapter reads;
+a list of ints: those entries of ``hidden_states`` (0 = patch embedding, i = block i, negative from the end),
+averaged. ``gram_tokens``: ``patch`` (CLS and registers left out) or ``all``.
+
+Checkpoints: ``state_dict`` holds GramSR's own tensors only (the LoRAs, ``….lora_{A,B}.<set>.weight``, and
+``adapter.*``: :meth:`GramSR.state_dict`), the optimizer state covers those, the hyperparameters name the base
+(``net.base_model`` / ``net.dino_model``) and ``checkpoint["gramsr_base"]`` records the ids and, for local
+folders, the sha256 of every base weight file read (``hash_base``). EMA is refused (it would copy the base).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from zoo.common.module import RestorationModule
+from zoo.common.optim import build_optimizer, build_scheduler
+from zoo.errors import DownloadError, WeightsError
+
+log = logging.getLogger(__name__)
+
+STAGES = ("all", 1, 2, 3)
+STAGE_SETS = {1: "pix", 2: "sem", 3: "tex"}
+GRAM_TOKENS = ("patch", "all")
+GRAM_REDUCTIONS = ("mean", "sum")
+LOSS_TERMS = ("l2", "lpips", "csd", "gram")
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, C) Gram matrices FᵀF / N (float32)."""
+    features = features.float()
+    return features.transpose(1, 2) @ features / features.shape[1]
+
+
+def gram_loss(features: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """‖G(target) − G(features)‖²_F with G = FᵀF/N (= (1/N²)·‖FᵀF − FᵀF‖²_F), per image, averaged over the batch;
+    ``reduction="mean"`` also divides by the C² entries."""
+    if reduction not in GRAM_REDUCTIONS:
+        raise ValueError(f"gram_reduction must be one of {GRAM_REDUCTIONS}, got {reduction!r}")
+    squared = (gram_matrix(features) - gram_matrix(target)).square().flatten(1)
+    return (squared.mean(1) if reduction == "mean" else squared.sum(1)).mean()
+
+
+def predicted_x0(noisy: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """x̂0 = (z_t − √(1−ᾱ)·ε) / √ᾱ (PiSA-SR's ``eps_to_mu``)."""
+    return (noisy - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def csd_loss(latents: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
+    """MSE(z, sg(z − grad)), grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| per sample: d loss/dz = 2·grad/numel."""
+    weight = (latents.detach() - x0_real).abs().mean(dim=tuple(range(1, latents.ndim)), keepdim=True)
+    grad = (x0_fake - x0_real) / weight
+    return F.mse_loss(latents, (latents - grad).detach())
+
+
+def lpips_vgg(weights: str | None = None) -> torch.nn.Module:
+    """LPIPS v0.1 with the VGG-16 backbone (PiSA-SR's ``lpips.LPIPS(net="vgg")``), through torchmetrics: its linear
+    layers ship with torchmetrics, the backbone is torchvision's ImageNet VGG-16 (``weights``, else the torch hub
+    cache, else a download). Called as ``net(x, y, normalize=True)`` on [0,1] images; eval mode, frozen."""
+    from zoo.metrics.realsr import _torchvision_file, backbone_url, backbone_weights
+
+    url = backbone_url("dists")  # torchvision's VGG16_Weights.DEFAULT, the file LPIPS-VGG loads too
+    name = url.rsplit("/", 1)[-1]
+    try:
+        path = backbone_weights("dists", weights)
+    except (WeightsError, DownloadError) as error:
+        hub = torch.hub.get_dir() + "/checkpoints"
+        raise WeightsError(
+            f"model.lpips_weight > 0 needs LPIPS-VGG's backbone, torchvision's ImageNet VGG-16 ({name}, {url}): "
+            f"{str(error).splitlines()[0]}\nPut the file in {hub}/, or pass model.lpips_weights=FILE, or set "
+            "model.lpips_weight=0 (no LPIPS term)."
+        ) from error
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    try:
+        with _torchvision_file(path, name):
+            net = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).net
+    except (RuntimeError, KeyError, EOFError, OSError) as error:
+        raise WeightsError(f"model.lpips_weights: {path} is not torchvision's ImageNet VGG-16 ({name}): {str(error).splitlines()[0]}") from error
+    return net.eval().requires_grad_(False)
+
+
+class GramSRModule(RestorationModule):
+    """GramSR's three training stages (module docstring). Loss weights: ``l2_weight`` (all stages),
+    ``lpips_weight`` / ``csd_weight`` (stage 2), ``gram_weight`` (stage 3); ``csd_cfg``, ``csd_timesteps``
+    (fractions of the T = 1000 training steps); ``lpips_weights``: a local VGG-16 file;
+    ``gradient_checkpointing``: the UNet's (diffusers) activation checkpointing."""
+
+    def __init__(
+        self,
+        model_name: str = "gramsr",
+        net: dict[str, Any] | None = None,
+        stage: int | str = "all",
+        stage_steps: Sequence[int] = (4000, 8500, 40500),
+        adapter_stages: Sequence[int] = (1, 2, 3),
+        l2_weight: float = 1.0,
+        lpips_weight: float = 2.0,
+        lpips_weights: str | None = None,
+        csd_weight: float = 1.0,
+        csd_cfg: float = 7.5,
+        csd_timesteps: Sequence[float] = (0.02, 0.5),
+        gram_weight: float = 1.0,
+        gram_layers: Sequence[int] | None = None,
+        gram_tokens: str = "patch",
+        gram_reduction: str = "mean",
+        gradient_checkpointing: bool = False,
+        hash_base: bool = True,
+        **kwargs: Any,
+    ):
+        if kwargs.get("ema_decay"):
+            raise ValueError("model.ema_decay: GramSR trains LoRAs on a frozen base; an EMA copy would duplicate the base (use null)")
+        stage = stage if stage == "all" else int(stage)
+        if stage not in STAGES:
+            raise ValueError(f"model.stage must be all, 1, 2 or 3, got {stage!r}")
+        stage_steps = [int(s) for s in stage_steps]
+        if len(stage_steps) != 3 or min(stage_steps) < 0:
+            raise ValueError(f"model.stage_steps is the step count of stages 1, 2 and 3 (three numbers >= 0), got {stage_steps}")
+        low, high = (float(v) for v in csd_timesteps)
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), got {list(csd_timesteps)}")
+        if gram_tokens not in GRAM_TOKENS or gram_reduction not in GRAM_REDUCTIONS:
+            raise ValueError(f"model.gram_tokens must be one of {GRAM_TOKENS} and model.gram_reduction one of {GRAM_REDUCTIONS}")
+        super().__init__(model_name, net, **kwargs)
+        self.hparams.update(
+            stage=stage, stage_steps=stage_steps, adapter_stages=[int(s) for s in adapter_stages], l2_weight=l2_weight,
+            lpips_weight=lpips_weight, lpips_weights=lpips_weights, csd_weight=csd_weight, csd_cfg=csd_cfg, csd_timesteps=[low, high],
+            gram_weight=gram_weight, gram_layers=None if gram_layers is None else [int(i) for i in gram_layers], gram_tokens=gram_tokens,
+            gram_reduction=gram_reduction, gradient_checkpointing=gradient_checkpointing, hash_base=hash_base,
+        )
+        self.stages = [1, 2, 3] if stage == "all" else [stage]
+        scheduler = self.net.noise_scheduler()
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float().clone(), persistent=False)
+        if gradient_checkpointing:
+            self.net.unet.enable_gradient_checkpointing()
+        self._lpips: list[torch.nn.Module] = []  # a list: not a submodule, never in the state_dict
+        self._base_record: dict[str, Any] | None = None
+        self.current_stage = 0
+        self.enter_stage(self.stage_at(0))
+
+    # ------------------------------------------------------------------------------- stages
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the stages this run trains."""
+        return sum(self.hparams.stage_steps[s - 1] for s in self.stages)
+
+    def stage_at(self, step: int) -> int:
+        """The stage that optimizer step ``step`` trains (the last one past the schedule)."""
+        end = 0
+        for stage in self.stages:
+            end += self.hparams.stage_steps[stage - 1]
+            if step < end:
+                return stage
+        return self.stages[-1]
+
+    def enter_stage(self, stage: int) -> None:
+        """Active and trainable LoRA sets (and the adapter) of ``stage``: the model's ``set_stage``."""
+        self.net.set_stage(stage, train_adapter=stage in self.hparams.adapter_stages)
+        if self.current_stage and stage != self.current_stage:
+            log.info("gramsr: stage %d (%s LoRA) from step %d", stage, STAGE_SETS[stage], self.global_step)
+        self.current_stage = stage
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        stage = self.stage_at(self.global_step)
+        if stage != self.current_stage:
+            self.enter_stage(stage)
+
+    def on_fit_start(self) -> None:
+        max_steps = self.trainer.max_steps
+        if 0 < max_steps < self.total_steps:
+            log.warning("trainer.max_steps=%d stops before the end of the stages (%s: %d steps)", max_steps, self.hparams.stage_steps, self.total_steps)
+        if "lpips" in self.active_losses(2) and 2 in self.stages:
+            self.lpips_net()  # a missing VGG-16 fails now, not at the stage switch
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if self.global_step >= self.total_steps:
+            self.trainer.should_stop = True  # the schedule is done (Lightning then validates the final weights)
+
+    def configure_optimizers(self) -> Any:
+        """One optimizer over every LoRA and adapter tensor (the model's own weights), whatever the stage."""
+        own = set(self.net.state_dict())
+        params = [p for name, p in self.net.named_parameters() if name in own]
+        optimizer = build_optimizer(params, self.hparams.optimizer)
+        scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # ------------------------------------------------------------------------------- losses
+    def active_losses(self, stage: int) -> list[str]:
+        """The loss terms of ``stage`` with a non-zero weight."""
+        hp = self.hparams
+        terms = {1: [("l2", hp.l2_weight)], 2: [("l2", hp.l2_weight), ("lpips", hp.lpips_weight), ("csd", hp.csd_weight)],
+                 3: [("l2", hp.l2_weight), ("gram", hp.gram_weight)]}[stage]
+        return [name for name, weight in terms if weight]
+
+    def lpips_net(self) -> torch.nn.Module:
+        if not self._lpips:
+            self._lpips.append(lpips_vgg(self.hparams.lpips_weights))
+        return self._lpips[0].to(self.device)
+
+    def csd(self, latents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """PiSA-SR's CSD on the predicted latents with the frozen UNet as teacher (module docstring)."""
+        low, high = (int(self.num_train_timesteps * r) for r in self.hparams.csd_timesteps)
+        batch = latents.shape[0]
+        t = torch.randint(low, high, (batch,), device=latents.device)
+        alpha_bar = self.alphas_cumprod.to(latents.device)[t].view(-1, *([1] * (latents.ndim - 1)))
+        z = latents.detach().float()
+        noisy = alpha_bar.sqrt() * z + (1 - alpha_bar).sqrt() * torch.randn_like(z)
+        cond = tokens.detach()
+        with torch.no_grad(), self.net.frozen_unet() as unet:
+            eps = unet(torch.cat([noisy, noisy]).to(unet.dtype), torch.cat([t, t]), encoder_hidden_states=torch.cat([torch.zeros_like(cond), cond])).sample
+            eps_uncond, eps_cond = eps.float().chunk(2)
+            eps_cfg = eps_uncond + self.hparams.csd_cfg * (eps_cond - eps_uncond)
+            x0_real, x0_fake = predicted_x0(noisy, eps_cfg, alpha_bar), predicted_x0(noisy, eps_uncond, alpha_bar)
+        return csd_loss(latents.float(), x0_real, x0_fake)
+
+    def dino_tokens(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """DINOv3 tokens of ``image`` in [0,1] for the Gram loss: one (B, N, C) tensor per ``gram_layers`` entry."""
+        patch = self.net.dino.config.patch_size
+        height, width = image.shape[-2] // patch * patch, image.shape[-1] // patch * patch
+        image = image[..., :height, :width]  # whole patches only (training crops are multiples of 16)
+        layers = self.hparams.gram_layers
+        if layers is None:
+            features = [self.net.dino_features(image)]
+        else:
+            pixels = (image.to(self.net.dino_mean.dtype) - self.net.dino_mean) / self.net.dino_std
+            hidden = self.net.dino(pixel_values=pixels.to(self.net.dino.dtype), output_hidden_states=True).hidden_states
+            features = [hidden[i] for i in layers]
+        if self.hparams.gram_tokens == "patch":
+            skip = 1 + int(getattr(self.net.dino.config, "num_register_tokens", 0))
+            features = [f[:, skip:] for f in features]
+        return features
+
+    def gram(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The Gram loss between DINOv3 tokens of the output and of the target, averaged over ``gram_layers``."""
+        with torch.no_grad():
+            reference = self.dino_tokens(target)
+        features = self.dino_tokens(output)
+        with torch.autocast(device_type=output.device.type, enabled=False):
+            losses = [gram_loss(f.float(), r.float(), self.hparams.gram_reduction) for f, r in zip(features, reference)]
+        return torch.stack(losses).mean()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if not batch:
+            return None
+        hp, stage = self.hparams, self.current_stage
+        lr, hr = batch["lr"], batch["target"]
+        out = self.net.forward_train(lr, hr)
+        terms = self.active_losses(stage)
+        prediction, target = out.output.float() * 2 - 1, hr.float() * 2 - 1  # PiSA-SR: ℓ2 and LPIPS on [-1, 1]
+        losses: dict[str, torch.Tensor] = {}
+        if "l2" in terms:
+            losses["l2"] = hp.l2_weight * F.mse_loss(prediction, target)
+        if "lpips" in terms:
+            losses["lpips"] = hp.lpips_weight * self.lpips_net()(prediction, target, normalize=False).mean()
+        if "csd" in terms:
+            losses["csd"] = hp.csd_weight * self.csd(out.latents, out.tokens)
+        if "gram" in terms:
+            losses["gram"] = hp.gram_weight * self.gram(out.output, hr.float())
+        loss = sum(losses.values()) if losses else out.output.sum() * 0
+        size = len(lr)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        self.log("train/stage", float(stage), prog_bar=True, batch_size=size)
+        # every term every step (0 where the stage leaves it out): Lightning would repeat a key's last value otherwise
+        zero = loss.detach().new_zeros(())
+        self.log_dict({f"train/loss_{k}": losses[k].detach() if k in losses else zero for k in LOSS_TERMS}, batch_size=size)
+        return loss
+
+    # ------------------------------------------------------------------------- evaluation
+    def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.eval_net(batch["lr"])
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.eval_net(lr)
+
+    # ------------------------------------------------------------------------- checkpoints
+    def base_record(self) -> dict[str, Any]:
+        """The base the trained tensors need: the ids (``random-init config`` for config dicts) and, with
+        ``hash_base``, the sha256 of every local base weight file read (computed once)."""
+        if self._base_record is None:
+            from zoo.weights import sha256_file
+
+            kwargs = self.net.kwargs
+            record: dict[str, Any] = {key: "random-init config" if isinstance(kwargs[key], dict) else kwargs[key] for key in ("base_model", "dino_model")}
+            if self.hparams.hash_base:
+                record["sha256"] = {str(f): sha256_file(f) for files in self.net.base_files.values() for f in files}
+            self._base_record = record
+        return self._base_record
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gramsr_base"] = self.base_record()
