@@ -147,10 +147,10 @@ class Demo:
         if self.needs_mask and mask is None:
             raise InputError("no mask: draw over the text to erase with the brush, or upload a mask (white = text)")
         level = None if degradation in (None, BLIND) else self.degradations().index(degradation)
+        mask = None if mask is None else dilate_mask(mask, int(dilation or 0))  # the model erases the grown mask, as infer does
         output = self.predictor(image, mask, level, tile).cpu()
         if task == "text_removal" and mask is not None:
-            grown = dilate_mask(mask, int(dilation or 0))
-            output = output * grown + image * (1 - grown)
+            output = output * mask + image * (1 - mask)
         before = F.interpolate(image, size=output.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1) if self.info["scale"] > 1 else image
         return self._save(before, output)
 
@@ -234,7 +234,7 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
                     inputs.append(gr.Number(value=demo.predictor.tile, precision=0, minimum=0, label="tile size (0: whole image; set one for large images)",
                                             elem_id="tile"))
                     if demo.takes_mask:
-                        inputs.append(gr.Slider(0, 32, value=0, step=1, label="mask dilation (px): the output replaces the input inside the grown mask",
+                        inputs.append(gr.Slider(0, 32, value=0, step=1, label="mask dilation (px): grow the mask before erasing; the output replaces the input inside it",
                                                 elem_id="dilation"))
                         keep = gr.Textbox(label="Find text: words to keep (comma-separated; read by EasyOCR's English recognizer)", elem_id="keep")
                 with gr.Row():
