@@ -41,7 +41,7 @@ from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, layo
 from datamodules.realesrgan import DegradationParams, RealESRGANDegradation, seeded_generator
 from datamodules.restoration import images_under
 from datamodules.synthetic_text import SPLIT_IDS, StyleRanges, generate_background, render_scene, sample_rng, sample_style
-from datamodules.textzoom import eval_loaders, upsample_bicubic
+from datamodules.textzoom import eval_loaders, sr_sample
 from zoo.common.fonts import find_fonts
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,6 @@ def as_list(value: str | Sequence[str] | None) -> list[str]:
     if value in (None, "", "???"):
         return []
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
-
-
-def degraded_sample(lr: torch.Tensor, hr: torch.Tensor, name: str, set_name: str | None = None) -> dict[str, Any]:
-    """The SR sample of (3,h,w)/(3,H,W) tensors (the module docstring's keys)."""
-    sample = {"image": upsample_bicubic(lr, tuple(hr.shape[-2:])), "lr": lr, "hr": hr, "target": hr, "text": "", "name": name}
-    if set_name is not None:
-        sample["set"] = set_name
-    return sample
 
 
 class TrainDraws:
@@ -157,7 +149,7 @@ class RealSRPairsDataset(TrainDraws, SampleDataset):
                                  f"data.scale={self.scale}")
         if self.crop_size is not None:
             lr, hr = self._crop(lr, hr)
-        return degraded_sample(to_tensor(lr), to_tensor(hr), stem, self.set_name)
+        return sr_sample(lr, hr, "", stem, self.set_name)
 
     def _crop(self, lr: np.ndarray, hr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng, s, size = self.draws(), self.scale, self.crop_size // self.scale
@@ -320,7 +312,7 @@ class HQCropDataset(TrainDraws, SampleDataset):
             return {"hr": to_tensor(crop), "name": path.stem}
         y, x = (h - size) // 2, (w - size) // 2
         hr = to_tensor(image[y : y + size, x : x + size])
-        return degraded_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, path.stem)
+        return sr_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, "", path.stem)
 
 
 class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
@@ -431,7 +423,7 @@ class SyntheticSRDataset(SampleDataset):
         hr, name = to_tensor(self.hq(index)), f"synthetic_{self.split}_{index:06d}"
         if self.degradation is None:
             return {"hr": hr, "name": name}
-        return degraded_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, name)
+        return sr_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, "", name)
 
 
 class SyntheticSRDataModule(DegradeOnTheFly, BaseDataModule):

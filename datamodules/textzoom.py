@@ -105,9 +105,9 @@ def upsample_bicubic(lr: torch.Tensor, size: Size) -> torch.Tensor:
     return F.interpolate(lr[None], size=size, mode="bicubic", align_corners=False).clamp_(0, 1)[0]
 
 
-def sr_sample(lr: np.ndarray, hr: np.ndarray, text: str, name: str, set_name: str | None = None) -> dict[str, Any]:
-    """The SR sample (module docstring) of a uint8 LR/HR pair."""
-    lr_t, hr_t = to_tensor(lr), to_tensor(hr)
+def sr_sample(lr: np.ndarray | torch.Tensor, hr: np.ndarray | torch.Tensor, text: str, name: str, set_name: str | None = None) -> dict[str, Any]:
+    """The SR sample (module docstring) of an LR/HR pair: uint8 HxWx3 arrays or (3,h,w)/(3,H,W) tensors in [0,1]."""
+    lr_t, hr_t = (x if isinstance(x, torch.Tensor) else to_tensor(x) for x in (lr, hr))
     sample = {"image": upsample_bicubic(lr_t, tuple(hr_t.shape[-2:])), "lr": lr_t, "hr": hr_t, "target": hr_t, "text": text, "name": name}
     if set_name is not None:
         sample["set"] = set_name
