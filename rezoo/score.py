@@ -45,6 +45,7 @@ from datamodules.base import list_images, read_image, to_tensor
 from datamodules.text_removal import center_square, read_polygon_file
 from zoo.common.masks import rasterize
 from zoo.errors import InputError
+from zoo.metrics.detection import DetectionScore
 from zoo.metrics.text_removal import PROTOCOLS, ProtocolScorer
 
 SCORE_PROTOCOLS = (*PROTOCOLS, "realsr")  # text removal, then real-world SR (zoo/metrics/realsr.py)
@@ -100,20 +101,6 @@ def load_detector(name: str, weights: str | None = None) -> torch.nn.Module:
     return zoo.create_model(name, pretrained=weights or True).eval()
 
 
-def detection_scores(detector: torch.nn.Module, stems: list[str], files: dict[str, dict[str, Path]], rule: str) -> tuple[dict, dict[str, int]]:
-    """The detector's words on each erased image against its annotation polygons: dataset-level
-    ``det_precision``, ``det_recall``, ``det_fmeasure`` and the number of words found per image."""
-    from zoo.metrics.detection import DetectionScore
-
-    scores, words = DetectionScore(rule), {}
-    for stem in stems:
-        found = detector.detect(to_tensor(read_image(files["pred"][stem]))[None])[0]
-        scores.update(read_polygon_file(files["gts"][stem]), found)
-        words[stem] = len(found)
-    result = scores.compute()
-    return {"det_rule": rule, "det_precision": result["precision"], "det_recall": result["recall"], "det_fmeasure": result["f"]}, words
-
-
 def realsr_score(args: argparse.Namespace) -> dict:
     """The ``realsr`` protocol: every pair at its stored size through a :class:`RealSRScorer`."""
     from zoo.metrics.realsr import RealSRScorer, parse_metrics
@@ -144,16 +131,24 @@ def score(args: argparse.Namespace) -> dict:
         return protocol_resize(image, args.size, nearest)
 
     scorer = ProtocolScorer(args.protocol, composite=args.composite)
+    # --detector: its words on each output at the stored size, against the annotation polygons
+    detector = load_detector(args.detector, args.detector_weights) if args.detector else None
+    detection, words = DetectionScore(args.det_rule), {}
     for stem in stems:
-        gt_native = read_image(files["gt"][stem])
-        pred, gt = resize(read_image(files["pred"][stem])), resize(gt_native)
+        gt_native, pred_native = read_image(files["gt"][stem]), read_image(files["pred"][stem])
+        pred, gt = resize(pred_native), resize(gt_native)
         if pred.shape != gt.shape:
             raise SystemExit(f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} after resizing, {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}")
+        polygons = read_polygon_file(files["gts"][stem]) if "gts" in files else None
         mask = None
         if "mask" in files:
             mask = resize(read_image(files["mask"][stem], "L"), nearest=True)
-        elif "gts" in files:
-            mask = resize(rasterize(read_polygon_file(files["gts"][stem]), *gt_native.shape[:2]), nearest=True)
+        elif polygons is not None:
+            mask = resize(rasterize(polygons, *gt_native.shape[:2]), nearest=True)
+        if detector is not None:
+            found = detector.detect(to_tensor(pred_native)[None])[0]
+            detection.update(polygons, found)
+            words[stem] = len(found)
         image = to_tensor(resize(read_image(files["input"][stem])))[None] if "input" in files else None
         mask_tensor = torch.from_numpy((mask > 127).astype(np.float32))[None, None] if mask is not None else None
         scorer.update(to_tensor(pred)[None], to_tensor(gt)[None], image, mask_tensor, [stem])
@@ -163,13 +158,12 @@ def score(args: argparse.Namespace) -> dict:
 
         extractor = FIDInception(args.fid_weights)
         result["fid"] = fid([files["pred"][s] for s in stems], [files["gt"][s] for s in stems], extractor)
+    if detector is not None:
+        found = detection.compute()
+        result.update({"det_rule": args.det_rule, "det_precision": found["precision"], "det_recall": found["recall"], "det_fmeasure": found["f"]})
     result["per_image"] = {name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)}
-    if args.detector:
-        means, words = detection_scores(load_detector(args.detector, args.detector_weights), stems, files, args.det_rule)
-        result.update(means)
-        for stem, count in words.items():
-            result["per_image"][stem]["det_words"] = count
-    result["per_image"] = result.pop("per_image")  # last in the file, after every mean
+    for stem, count in words.items():
+        result["per_image"][stem]["det_words"] = count
     return result
 
 
