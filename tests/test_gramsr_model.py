@@ -214,6 +214,42 @@ def test_export_holds_the_own_weights_and_loads_back(stack, model, lr, tmp_path)
         assert torch.equal(loaded(lr), model(lr))
 
 
+def test_base_files_are_checked_against_the_manifest(stack, tmp_path, monkeypatch):
+    """The manifest's bases: records: each hashed base file is compared with its recorded sha256 (a mismatch warns,
+    none recorded gives null), and a recorded revision is what loading that hub id asks for."""
+    import yaml
+    from diffusers import UNet2DConditionModel
+
+    from zoo.weights import sha256_file
+
+    base, dino, _ = stack
+    unet_file, vae_file = (base / part / "diffusion_pytorch_model.safetensors" for part in ("unet", "vae"))
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"models": {}, "bases": {
+        "sd21_base": {"hf": {"repo_id": "mirror/sd21-base", "revision": "0123abc"},
+                      "files": {"unet/diffusion_pytorch_model.safetensors": sha256_file(unet_file), "vae/diffusion_pytorch_model.safetensors": "0" * 64}},
+        "dinov3_vitb16": {"files": {"model.safetensors": None}}}}))
+    monkeypatch.setenv("REZOO_MANIFEST", str(manifest))
+    fresh = zoo.create_model("gramsr", base_model=str(base), dino_model=str(dino))
+    with pytest.warns(UserWarning, match="vae.*differs from the manifest's sd21_base record"):
+        record = fresh.base_record()
+    verified = record["verified"]
+    assert verified[str(unet_file)] is True and verified[str(vae_file)] is False and set(verified) == set(record["sha256"])
+    assert [v for k, v in verified.items() if k.startswith(str(dino))] == [None]
+
+    asked = []
+
+    def offline(cls, *args, **kwargs):
+        asked.append(kwargs.get("revision"))
+        raise OSError("offline")
+
+    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", classmethod(offline))
+    for hub_id, revision in (("mirror/sd21-base", "0123abc"), ("someone/else", None)):
+        with pytest.raises(WeightsError, match=hub_id):
+            zoo.create_model("gramsr", base_model=hub_id, dino_model=str(dino))
+        assert asked.pop() == revision
+
+
 def test_hub_entrypoint_takes_the_base_as_kwargs(stack, model, lr):
     base, dino, weights = stack
     hub = torch.hub.load(str(ROOT), "gramsr", source="local", base_model=str(base), dino_model=str(dino), pretrained=str(weights), color_fix=None)

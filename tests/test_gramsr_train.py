@@ -217,7 +217,8 @@ def test_stage_two_losses_with_a_stand_in_lpips():
 def test_train_tool_runs_the_three_stages(tmp_path):
     run_tool("train.py", "zoo=gramsr", "profile=quick", f"hydra.run.dir={tmp_path}", "model.stage_steps=[2,2,2]", "trainer.max_steps=6",
              "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "data.size=32",
-             "data.train_samples=16", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2", "print_config=false")
+             "data.train_samples=16", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2", "print_config=false",
+             "model.standin.steps=5", "model.standin.pool_size=8")
     rows = read_metrics(tmp_path)
     stages = [float(r["train/stage"]) for r in rows if r.get("train/stage")]
     assert stages == [1, 1, 2, 2, 3, 3]
@@ -226,3 +227,62 @@ def test_train_tool_runs_the_three_stages(tmp_path):
     assert all(float(r["train/loss_csd"]) > 0 and float(r["train/loss_gram"]) == 0 for r in stage2)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["state_dict"] and all(".lora_" in k or k.startswith("net.adapter.") for k in checkpoint["state_dict"])
+    standin = tmp_path / "standin_base"  # the quick profile's stand-in base, named by the checkpoint
+    assert checkpoint["hyper_parameters"]["net"]["base_model"] == str(standin) and checkpoint["hyper_parameters"]["standin"] is None
+    assert checkpoint["hyper_parameters"]["net"]["dino_model"] == str(standin / "dino")
+    assert all((standin / part).is_dir() for part in ("unet", "vae", "scheduler", "dino"))
+
+
+# ------------------------------------------------------------------------------ the stand-in base
+def test_fit_autoencoder_learns_to_reconstruct():
+    from diffusers import AutoencoderKL
+
+    from datamodules.realsr import SyntheticSRDataset
+    from tests.gramsr_fixtures import VAE
+    from zoo.gramsr.standin import fit_autoencoder
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_config({**VAE, "block_out_channels": [32], "down_block_types": ["DownEncoderBlock2D"],
+                                     "up_block_types": ["UpDecoderBlock2D"], "mid_block_add_attention": False})
+    images = SyntheticSRDataset(16, size=32)
+    batches = [torch.stack([images[i]["hr"] for i in range(start, start + 8)]) for start in (0, 8)]
+    losses = fit_autoencoder(vae, batches, steps=80, batch=8, crop=24, pool_size=16, lr=2e-3)
+    assert len(losses) == 80 and sum(losses[-10:]) / 10 < 0.4 * sum(losses[:10]) / 10
+    assert not any(p.requires_grad for p in vae.parameters()) and not vae.training
+    with pytest.raises(ValueError, match="gave none"):
+        fit_autoencoder(vae, [], steps=1)
+
+
+def test_standin_base_is_written_and_rebuilt_from_the_checkpoint(tmp_path):
+    """model.standin: the VAE fitted on the training images, the UNet's output scaled, the base written in the real
+    layouts and named by the checkpoint, which rebuilds exactly this model."""
+    import lightning as L
+
+    from datamodules.realsr import SyntheticSRDataModule
+
+    L.seed_everything(0)
+    module = tiny_module(stage_steps=[1, 0, 0], standin={"steps": 40, "batch": 8, "crop": 24, "pool_size": 16, "lr": 2e-3, "unet_output_scale": 0.0})
+    vae_before = {k: v.clone() for k, v in module.net.vae.state_dict().items()}
+    data = SyntheticSRDataModule(size=32, train_samples=16, val_samples=2, batch_size=4, val_batch_size=2, num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=data)
+    folder = tmp_path / "standin_base"
+    assert module.hparams.net["base_model"] == str(folder) and module.hparams.net["dino_model"] == str(folder / "dino") and module.hparams.standin is None
+    assert any(not torch.equal(v, module.net.vae.state_dict()[k]) for k, v in vae_before.items())  # the VAE was fitted
+    conv_out = module.net.unet.conv_out.get_base_layer()
+    assert not conv_out.weight.any() and not conv_out.bias.any()
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    record = torch.load(path, weights_only=True)["gramsr_base"]
+    assert record["base_model"] == str(folder) and str(folder / "vae" / "diffusion_pytorch_model.safetensors") in record["sha256"]
+    validation = SyntheticSRDataModule(size=32, val_samples=2, num_workers=0)
+    validation.setup("validate")
+    sample = validation.val_dataloader().dataset[0]
+    net = zoo.create_model("gramsr", pretrained=str(path)).eval()  # base from the named folder, LoRAs from the checkpoint
+    module.net.eval()
+    with torch.no_grad():
+        ours, rebuilt = module.net(sample["lr"][None]), net(sample["lr"][None])
+    assert torch.equal(ours, rebuilt)
+    with pytest.raises(ValueError, match="config dicts"):
+        GramSRModule(net={"base_model": str(folder), "dino_model": str(folder / "dino")}, standin={"steps": 1})

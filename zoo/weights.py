@@ -64,14 +64,24 @@ class Checkpoint:
 MANIFEST_ENV = "REZOO_MANIFEST"
 
 
-def load_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {tag: entry}}`` from ``path``, else the file named by ``$REZOO_MANIFEST`` (a mirror, or
-    a test manifest), else the package's ``zoo/manifest.yaml``."""
+def _read_manifest(path: str | os.PathLike | None) -> dict[str, Any]:
     import yaml
 
     path = path or os.environ.get(MANIFEST_ENV)
     text = Path(path).read_text(encoding="utf-8") if path else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
-    return (yaml.safe_load(text) or {}).get("models", {}) or {}
+    return yaml.safe_load(text) or {}
+
+
+def load_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model: {tag: entry}}`` from ``path``, else the file named by ``$REZOO_MANIFEST`` (a mirror, or
+    a test manifest), else the package's ``zoo/manifest.yaml``."""
+    return _read_manifest(path).get("models", {}) or {}
+
+
+def manifest_base(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The manifest's ``bases:`` record ``name`` (a frozen third-party model a zoo model loads: the hub copy
+    the defaults name, ``files: {path: sha256 | null}``), or ``{}``."""
+    return (_read_manifest(path).get("bases", {}) or {}).get(name) or {}
 
 
 def manifest_entry(model_name: str, tag: str, manifest: dict | None = None) -> dict[str, Any] | None:

@@ -88,6 +88,8 @@ SD21_BASE: dict[str, dict[str, Any]] = {
 DINOV3_VITB16: dict[str, Any] = {
     "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "num_register_tokens": 4, "patch_size": 16,
 }
+# the manifest's bases: records of the two frozen parts (zoo/manifest.yaml)
+BASE_ENTRIES = {"base_model": "sd21_base", "dino_model": "dinov3_vitb16"}
 # SD-2.1-base's noise schedule, used when the base folder has no scheduler/ (training's CSD loss)
 SD21_SCHEDULER = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000, "prediction_type": "epsilon"}
 BASE_HELP = ("base_model=: SD-2.1-base as a local folder in diffusers layout (unet/, vae/) or a hub id (the official "
@@ -110,8 +112,17 @@ def lora_target_modules(unet: nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files (``.safetensors``, ``.bin``) directly in ``folder`` (none when it is not a folder)."""
     return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) if folder.is_dir() else []
+
+
+def _hub_revision(entry_name: str, model_id: str | Path) -> str | None:
+    """The revision the manifest pins for ``model_id`` when it is the hub copy its ``bases:`` record names."""
+    from zoo.weights import manifest_base
+
+    hub = manifest_base(entry_name).get("hf") or {}
+    return hub.get("revision") if str(model_id) == hub.get("repo_id") else None
 
 
 def _load_base(base_model: str | Path | dict | None) -> tuple[nn.Module, nn.Module, dict[str, Any], list[Path]]:
@@ -124,14 +135,15 @@ def _load_base(base_model: str | Path | dict | None) -> tuple[nn.Module, nn.Modu
         return (UNet2DConditionModel.from_config(base_model["unet"]), AutoencoderKL.from_config(base_model["vae"]),
                 {**SD21_SCHEDULER, **base_model.get("scheduler", {})}, [])
     try:
-        unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(str(base_model), subfolder="vae")
+        revision = _hub_revision(BASE_ENTRIES["base_model"], base_model)
+        unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", revision=revision)
+        vae = AutoencoderKL.from_pretrained(str(base_model), subfolder="vae", revision=revision)
     except (OSError, ValueError) as error:
         raise WeightsError(f"cannot load SD-2.1-base from {base_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}") from error
     scheduler, files = dict(SD21_SCHEDULER), []
     folder = Path(base_model).expanduser()
     if folder.is_dir():
-        files = _weight_files(folder / "unet") + _weight_files(folder / "vae")
+        files = weight_files(folder / "unet") + weight_files(folder / "vae")
         config = folder / "scheduler" / "scheduler_config.json"
         if config.is_file():
             scheduler.update({k: v for k, v in json.loads(config.read_text()).items() if k in SD21_SCHEDULER or k == "trained_betas"})
@@ -146,10 +158,10 @@ def _load_dino(dino_model: str | Path | dict | None) -> tuple[nn.Module, list[Pa
     if isinstance(dino_model, dict):
         return DINOv3ViTModel(DINOv3ViTConfig(**dino_model)), []
     try:
-        dino = DINOv3ViTModel.from_pretrained(str(dino_model))
+        dino = DINOv3ViTModel.from_pretrained(str(dino_model), revision=_hub_revision(BASE_ENTRIES["dino_model"], dino_model))
     except (OSError, ValueError) as error:
         raise WeightsError(f"cannot load DINOv3 from {dino_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}") from error
-    return dino, _weight_files(Path(dino_model).expanduser())
+    return dino, weight_files(Path(dino_model).expanduser())
 
 
 @dataclass
@@ -206,6 +218,7 @@ class GramSR(nn.Module):
         unet, vae, self.scheduler_config, unet_vae_files = _load_base(base_model)
         dino, dino_files = _load_dino(dino_model)
         self.base_files = {"base_model": unet_vae_files, "dino_model": dino_files}
+        self._base_records: dict[bool, dict[str, Any]] = {}
         for frozen in (unet, vae, dino):
             frozen.requires_grad_(False)
         self.unet, self.vae, self.dino = unet, vae.eval(), dino.eval()
@@ -337,6 +350,37 @@ class GramSR(nn.Module):
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True):
         """Load :meth:`trainable_state_dict` (a file's, an export's); the base stays as loaded."""
         return self.load_state_dict(state_dict, strict=strict)
+
+    def use_base_folders(self, base_model: str | Path, dino_model: str | Path) -> None:
+        """Name the folders that now hold this model's (unchanged) base, e.g. after writing it out
+        (``zoo.gramsr.standin``): exports and checkpoints then record these ids and files."""
+        base_model, dino_model = Path(base_model), Path(dino_model)
+        self.kwargs.update(base_model=str(base_model), dino_model=str(dino_model))
+        self.base_files = {"base_model": weight_files(base_model / "unet") + weight_files(base_model / "vae"), "dino_model": weight_files(dino_model)}
+        self._base_records.clear()
+
+    def base_record(self, hash_files: bool = True) -> dict[str, Any]:
+        """The base this model's weights need: the ``base_model`` / ``dino_model`` ids (``random-init config`` for
+        configs) and, with ``hash_files``, ``sha256`` = {path: hash} of every local base weight file read and
+        ``verified`` = {path: whether it equals the manifest's ``bases:`` record (``sd21_base``, ``dinov3_vitb16``),
+        null where none is recorded}. A mismatch warns: outputs will not be the release's. Computed once."""
+        if hash_files not in self._base_records:
+            from zoo.weights import manifest_base, sha256_file
+
+            record: dict[str, Any] = {key: "random-init config" if isinstance(self.kwargs[key], dict) else self.kwargs[key] for key in BASE_ENTRIES}
+            if hash_files:
+                record["sha256"], record["verified"] = {}, {}
+                for key, entry_name in BASE_ENTRIES.items():
+                    recorded = manifest_base(entry_name).get("files") or {}
+                    for file in self.base_files[key]:
+                        digest = sha256_file(file)
+                        expected = recorded.get(file.relative_to(Path(self.kwargs[key]).expanduser()).as_posix())
+                        record["sha256"][str(file)], record["verified"][str(file)] = digest, None if expected is None else digest == expected
+                        if expected is not None and digest != expected:
+                            warnings.warn(f"{file}: sha256 {digest} differs from the manifest's {entry_name} record ({expected}); this "
+                                          f"{key} is another copy or model, so outputs will not match the release's", stacklevel=2)
+            self._base_records[hash_files] = record
+        return self._base_records[hash_files]
 
     # --------------------------------------------------------------------------- pieces
     @property
@@ -500,16 +544,13 @@ def wavelet_color_fix(output: torch.Tensor, reference: torch.Tensor) -> torch.Te
 def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_base: bool = True) -> Path:
     """Write GramSR's own weights (LoRAs + adapter, never the base) to a safetensors file that
     ``zoo.create_model("gramsr", pretrained=path)`` reads: metadata ``rezoo`` = {model, tag, kwargs}
-    (with the ``base_model`` / ``dino_model`` ids) and ``gramsr_base`` = the ids and, for local
-    folders (``hash_base``), the sha256 of every base weight file read."""
+    (with the ``base_model`` / ``dino_model`` ids) and ``gramsr_base`` = :meth:`GramSR.base_record`."""
     from safetensors.torch import save_file
 
-    from zoo.weights import SAFETENSORS_METADATA_KEY, sha256_file
+    from zoo.weights import SAFETENSORS_METADATA_KEY
 
-    base = {key: model.kwargs[key] if not isinstance(model.kwargs[key], dict) else "random-init config" for key in ("base_model", "dino_model")}
-    if hash_base:
-        base["sha256"] = {str(file): sha256_file(file) for files in model.base_files.values() for file in files}
-    metadata = {SAFETENSORS_METADATA_KEY: json.dumps({"model": "gramsr", "tag": tag, "kwargs": model.kwargs}), "gramsr_base": json.dumps(base)}
+    metadata = {SAFETENSORS_METADATA_KEY: json.dumps({"model": "gramsr", "tag": tag, "kwargs": model.kwargs}),
+                "gramsr_base": json.dumps(model.base_record(hash_base))}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.trainable_state_dict().items()}, str(path), metadata=metadata)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -135,6 +136,7 @@ class GramSRModule(RestorationModule):
         gram_reduction: str = "mean",
         gradient_checkpointing: bool = False,
         hash_base: bool = True,
+        standin: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         if kwargs.get("ema_decay"):
@@ -150,12 +152,16 @@ class GramSRModule(RestorationModule):
             raise ValueError(f"model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), got {list(csd_timesteps)}")
         if gram_tokens not in GRAM_TOKENS or gram_reduction not in GRAM_REDUCTIONS:
             raise ValueError(f"model.gram_tokens must be one of {GRAM_TOKENS} and model.gram_reduction one of {GRAM_REDUCTIONS}")
+        if standin is not None and not all(isinstance((net or {}).get(key), dict) for key in ("base_model", "dino_model")):
+            raise ValueError("model.standin fits a stand-in for a random-init base: net.base_model and net.dino_model must be config dicts "
+                             "(with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)")
         super().__init__(model_name, net, **kwargs)
         self.hparams.update(
             stage=stage, stage_steps=stage_steps, adapter_stages=[int(s) for s in adapter_stages], l2_weight=l2_weight,
             lpips_weight=lpips_weight, lpips_weights=lpips_weights, csd_weight=csd_weight, csd_cfg=csd_cfg, csd_timesteps=[low, high],
             gram_weight=gram_weight, gram_layers=None if gram_layers is None else [int(i) for i in gram_layers], gram_tokens=gram_tokens,
             gram_reduction=gram_reduction, gradient_checkpointing=gradient_checkpointing, hash_base=hash_base,
+            standin=None if standin is None else dict(standin),
         )
         self.stages = [1, 2, 3] if stage == "all" else [stage]
         scheduler = self.net.noise_scheduler()
@@ -164,7 +170,6 @@ class GramSRModule(RestorationModule):
         if gradient_checkpointing:
             self.net.unet.enable_gradient_checkpointing()
         self._lpips: list[torch.nn.Module] = []  # a list: not a submodule, never in the state_dict
-        self._base_record: dict[str, Any] | None = None
         self.current_stage = 0
         self.enter_stage(self.stage_at(0))
 
@@ -194,6 +199,41 @@ class GramSRModule(RestorationModule):
         stage = self.stage_at(self.global_step)
         if stage != self.current_stage:
             self.enter_stage(stage)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.hparams.standin is not None:
+            self.build_standin()
+
+    def build_standin(self) -> None:
+        """Turn the random-init base into the quick start's stand-in (``zoo.gramsr.standin``): fit its VAE on the
+        training HQ images and their degraded, upsampled inputs, scale the UNet's output, write the base to
+        ``<run dir>/standin_base/`` and name that folder in the hyperparameters, so checkpoints rebuild this base.
+        Every rank fits the same stand-in (and DDP broadcasts rank 0's parameters); rank 0 writes it."""
+        from zoo.gramsr.standin import fit_autoencoder, save_base, scale_unet_output
+
+        options = dict(self.hparams.standin)
+        output_scale = float(options.pop("unet_output_scale", 1.0))
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            raise ValueError("model.standin fits the stand-in VAE on the datamodule's training images: train with a datamodule")
+
+        def training_images():  # the HQ images and, where the datamodule degrades them, the upsampled inputs the VAE will encode
+            for batch in datamodule.train_dataloader():
+                batch = datamodule.on_after_batch_transfer(batch, 0)
+                yield torch.cat([batch["hr"], batch["image"]]) if "image" in batch else batch["hr"]
+
+        losses = fit_autoencoder(self.net.vae, training_images(), **options)
+        scale_unet_output(self.net.unet, output_scale)
+        folder = Path(self.trainer.default_root_dir) / "standin_base"
+        if self.trainer.is_global_zero:
+            save_base(self.net, folder)
+        self.trainer.strategy.barrier("gramsr-standin")
+        self.net.use_base_folders(folder, folder / "dino")
+        self.hparams.net.update(base_model=self.net.kwargs["base_model"], dino_model=self.net.kwargs["dino_model"])
+        self.hparams.standin = None  # done: the folder holds the stand-in
+        fitted = f"MSE {losses[0]:.4f} -> {sum(losses[-20:]) / len(losses[-20:]):.4f} over {len(losses)} steps" if losses else "not fitted"
+        log.info("gramsr: stand-in base in %s (VAE %s; UNet output x%g)", folder, fitted, output_scale)
 
     def on_fit_start(self) -> None:
         max_steps = self.trainer.max_steps
@@ -304,18 +344,5 @@ class GramSRModule(RestorationModule):
         return self.eval_net(lr)
 
     # ------------------------------------------------------------------------- checkpoints
-    def base_record(self) -> dict[str, Any]:
-        """The base the trained tensors need: the ids (``random-init config`` for config dicts) and, with
-        ``hash_base``, the sha256 of every local base weight file read (computed once)."""
-        if self._base_record is None:
-            from zoo.weights import sha256_file
-
-            kwargs = self.net.kwargs
-            record: dict[str, Any] = {key: "random-init config" if isinstance(kwargs[key], dict) else kwargs[key] for key in ("base_model", "dino_model")}
-            if self.hparams.hash_base:
-                record["sha256"] = {str(f): sha256_file(f) for files in self.net.base_files.values() for f in files}
-            self._base_record = record
-        return self._base_record
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gramsr_base"] = self.base_record()
+        checkpoint["gramsr_base"] = self.net.base_record(self.hparams.hash_base)
