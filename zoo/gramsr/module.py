@@ -88,7 +88,7 @@ def lpips_vgg(weights: str | None = None) -> torch.nn.Module:
     """LPIPS v0.1 with the VGG-16 backbone (PiSA-SR's ``lpips.LPIPS(net="vgg")``), through torchmetrics: its linear
     layers ship with torchmetrics, the backbone is torchvision's ImageNet VGG-16 (``weights``, else the torch hub
     cache, else a download). Called as ``net(x, y, normalize=True)`` on [0,1] images; eval mode, frozen."""
-    from zoo.metrics.realsr import _torchvision_file, backbone_url, backbone_weights
+    from zoo.metrics.realsr import backbone_url, backbone_weights, torchvision_cache_entry
 
     url = backbone_url("dists")  # torchvision's VGG16_Weights.DEFAULT, the file LPIPS-VGG loads too
     name = url.rsplit("/", 1)[-1]
@@ -104,7 +104,7 @@ def lpips_vgg(weights: str | None = None) -> torch.nn.Module:
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     try:
-        with _torchvision_file(path, name):
+        with torchvision_cache_entry(path, name):
             net = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).net
     except (RuntimeError, KeyError, EOFError, OSError) as error:
         raise WeightsError(f"model.lpips_weights: {path} is not torchvision's ImageNet VGG-16 ({name}): {str(error).splitlines()[0]}") from error

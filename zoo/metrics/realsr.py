@@ -183,7 +183,7 @@ def backbone_weights(metric: str, path: str | os.PathLike | None = None) -> Path
 
 
 @contextmanager
-def _torchvision_file(path: Path, name: str) -> Iterator[None]:
+def torchvision_cache_entry(path: Path, name: str) -> Iterator[None]:
     """Make torchvision's ``load_state_dict_from_url`` find ``path`` as its cached ``name`` (no network):
     nothing when it is the hub cache's copy, else a temporary hub folder holding a link to it."""
     if (Path(torch.hub.get_dir()) / "checkpoints" / name).resolve() == path.resolve():
@@ -221,7 +221,7 @@ def build_network(metric: str, weights: str | os.PathLike | None = None) -> torc
     path = backbone_weights(metric, weights)
     name = backbone_url(metric).rsplit("/", 1)[-1]
     try:
-        with _torchvision_file(path, name):
+        with torchvision_cache_entry(path, name):
             if metric == "lpips":
                 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
