@@ -112,9 +112,9 @@ def lora_target_modules(unet: nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-def weight_files(folder: Path) -> list[Path]:
-    """The weight files (``.safetensors``, ``.bin``) directly in ``folder`` (none when it is not a folder)."""
-    return sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")) if folder.is_dir() else []
+def _weight_files(*folders: Path) -> list[Path]:
+    """The weight files (``.safetensors``, ``.bin``) directly in each of ``folders`` (none for a path that is not a folder)."""
+    return [p for folder in folders if folder.is_dir() for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".bin")]
 
 
 def _hub_revision(entry_name: str, model_id: str | Path) -> str | None:
@@ -143,7 +143,7 @@ def _load_base(base_model: str | Path | dict | None) -> tuple[nn.Module, nn.Modu
     scheduler, files = dict(SD21_SCHEDULER), []
     folder = Path(base_model).expanduser()
     if folder.is_dir():
-        files = weight_files(folder / "unet") + weight_files(folder / "vae")
+        files = _weight_files(folder / "unet", folder / "vae")
         config = folder / "scheduler" / "scheduler_config.json"
         if config.is_file():
             scheduler.update({k: v for k, v in json.loads(config.read_text()).items() if k in SD21_SCHEDULER or k == "trained_betas"})
@@ -161,7 +161,7 @@ def _load_dino(dino_model: str | Path | dict | None) -> tuple[nn.Module, list[Pa
         dino = DINOv3ViTModel.from_pretrained(str(dino_model), revision=_hub_revision(BASE_ENTRIES["dino_model"], dino_model))
     except (OSError, ValueError) as error:
         raise WeightsError(f"cannot load DINOv3 from {dino_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}") from error
-    return dino, weight_files(Path(dino_model).expanduser())
+    return dino, _weight_files(Path(dino_model).expanduser())
 
 
 @dataclass
@@ -356,7 +356,7 @@ class GramSR(nn.Module):
         (``zoo.gramsr.standin``): exports and checkpoints then record these ids and files."""
         base_model, dino_model = Path(base_model), Path(dino_model)
         self.kwargs.update(base_model=str(base_model), dino_model=str(dino_model))
-        self.base_files = {"base_model": weight_files(base_model / "unet") + weight_files(base_model / "vae"), "dino_model": weight_files(dino_model)}
+        self.base_files = {"base_model": _weight_files(base_model / "unet", base_model / "vae"), "dino_model": _weight_files(dino_model)}
         self._base_records.clear()
 
     def base_record(self, hash_files: bool = True) -> dict[str, Any]:

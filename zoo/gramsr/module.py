@@ -210,7 +210,7 @@ class GramSRModule(RestorationModule):
         training HQ images and their degraded, upsampled inputs, scale the UNet's output, write the base to
         ``<run dir>/standin_base/`` and name that folder in the hyperparameters, so checkpoints rebuild this base.
         Every rank fits the same stand-in (and DDP broadcasts rank 0's parameters); rank 0 writes it."""
-        from zoo.gramsr.standin import fit_autoencoder, save_base, scale_unet_output
+        from zoo.gramsr.standin import DINO_FOLDER, fit_autoencoder, save_base, scale_unet_output
 
         options = dict(self.hparams.standin)
         output_scale = float(options.pop("unet_output_scale", 1.0))
@@ -229,7 +229,7 @@ class GramSRModule(RestorationModule):
         if self.trainer.is_global_zero:
             save_base(self.net, folder)
         self.trainer.strategy.barrier("gramsr-standin")
-        self.net.use_base_folders(folder, folder / "dino")
+        self.net.use_base_folders(folder, folder / DINO_FOLDER)
         self.hparams.net.update(base_model=self.net.kwargs["base_model"], dino_model=self.net.kwargs["dino_model"])
         self.hparams.standin = None  # done: the folder holds the stand-in
         fitted = f"MSE {losses[0]:.4f} -> {sum(losses[-20:]) / len(losses[-20:]):.4f} over {len(losses)} steps" if losses else "not fitted"

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fit_autoencoder", "save_base", "scale_unet_output"]
+__all__ = ["DINO_FOLDER", "fit_autoencoder", "save_base", "scale_unet_output"]
+
+DINO_FOLDER = "dino"  # save_base's transformers-layout DINOv3, inside the base folder
 
 
 def _crops(images: Iterable[torch.Tensor], pool_size: int, batch: int, crop: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -83,10 +85,10 @@ def scale_unet_output(unet: nn.Module, scale: float) -> None:
     conv.bias.mul_(scale)
 
 
-def save_base(model: nn.Module, folder: str | Path) -> tuple[Path, Path]:
+def save_base(model: nn.Module, folder: str | Path) -> None:
     """Write ``model``'s (a :class:`~zoo.gramsr.model.GramSR`) frozen base in the layouts ``base_model=`` and
     ``dino_model=`` read: ``folder/{unet,vae,scheduler}`` (diffusers, the UNet without its LoRA layers) and
-    ``folder/dino`` (transformers). Returns (base folder, DINO folder)."""
+    ``folder/`` :data:`DINO_FOLDER` (transformers)."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     folder = Path(folder)
@@ -97,5 +99,4 @@ def save_base(model: nn.Module, folder: str | Path) -> tuple[Path, Path]:
     model.vae.save_pretrained(folder / "vae")
     DDPMScheduler(**model.scheduler_config).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "GramSR stand-in base (random UNet, fitted VAE)"}, indent=2))
-    model.dino.save_pretrained(folder / "dino")
-    return folder, folder / "dino"
+    model.dino.save_pretrained(folder / DINO_FOLDER)
