@@ -5,6 +5,7 @@
 
 Imports torch and the zoo's model files only (no Lightning, no Hydra).
 """
+
 from zoo import create_model as _create_model
 from zoo import list_models as _list_models
 from zoo.registry import get_entry as _get_entry

@@ -7,6 +7,7 @@ evaluation set of a val/test sample when the datamodule declares sets (:meth:`Ba
 task keys (``boxes`` (N,4) xyxy float, ...). ``collate`` stacks tensors and keeps per-sample lists for
 ``name``/``boxes``/``text``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.common.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401 (the data package's image I/O)
 from zoo.errors import LayoutError
+from zoo.imaging.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401 (the data package's image I/O)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,9 @@ class BaseDataModule(L.LightningDataModule):
         return []
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", ("train", "val", "test"))
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage or "", ("train", "val", "test")
+        )
         for split in splits:
             if split not in self.datasets:
                 self.datasets[split] = self.build_dataset(split)

@@ -11,6 +11,7 @@ or a ``list_file`` with one sample per line: ``<stem>`` (looked up in the folder
 derives one from the input/target difference (mean RGB |diff| > ``mask_threshold``/255, dilated).
 Training crops and flips keep image/target/mask aligned; validation/test use the full images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,9 @@ EXPECTED_LAYOUT = """  input/<stem>.png|jpg    images to restore
   mask/<stem>.png         optional, white = text (or give list_file=<file> with '<stem>' or '<input> <target> [<mask>]' lines)"""
 
 
-def mask_from_difference(image: np.ndarray, target: np.ndarray, threshold: float = 25.0, dilation: int = 2) -> np.ndarray:
+def mask_from_difference(
+    image: np.ndarray, target: np.ndarray, threshold: float = 25.0, dilation: int = 2
+) -> np.ndarray:
     """Binary mask (uint8 0/255) of pixels whose mean RGB |image - target| exceeds ``threshold`` (0-255)."""
     import cv2
 
@@ -73,7 +76,9 @@ def find_pairs(root: Path, list_file: str | None = None) -> list[tuple[str, Path
 def _pairs_from_list(root: Path, list_path: Path) -> list[tuple[str, Path, Path, Path | None]]:
     if not list_path.is_file():
         raise FileNotFoundError(f"list_file {list_path} does not exist")
-    folders = {name: (list_images(root / name) if (root / name).is_dir() else {}) for name in ("input", "target", "mask")}
+    folders = {
+        name: (list_images(root / name) if (root / name).is_dir() else {}) for name in ("input", "target", "mask")
+    }
     pairs, problems = [], []
     for number, line in enumerate(list_path.read_text().splitlines(), start=1):
         fields = line.split()
@@ -125,12 +130,16 @@ class PairedFolderDataset(SampleDataset):
         name, input_path, target_path, mask_path = self.pairs[index]
         image, target = read_image(input_path), read_image(target_path)
         if image.shape != target.shape:
-            raise BadSampleError(f"size mismatch: {input_path} is {image.shape[1]}x{image.shape[0]}, {target_path} is {target.shape[1]}x{target.shape[0]}")
+            raise BadSampleError(
+                f"size mismatch: {input_path} is {image.shape[1]}x{image.shape[0]}, {target_path} is {target.shape[1]}x{target.shape[0]}"
+            )
         mask = None
         if mask_path is not None:
             mask = read_image(mask_path, "L")
             if mask.shape != image.shape[:2]:
-                raise BadSampleError(f"size mismatch: mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, {input_path} is {image.shape[1]}x{image.shape[0]}")
+                raise BadSampleError(
+                    f"size mismatch: mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, {input_path} is {image.shape[1]}x{image.shape[0]}"
+                )
         elif self.derive_mask:
             mask = mask_from_difference(image, target, self.mask_threshold)
         image, target, mask = apply_transform(self.transform, image, target, mask)
@@ -183,4 +192,6 @@ class FolderDataModule(BaseDataModule):
 
     def build_dataset(self, split: str) -> PairedFolderDataset:
         train = split == "train"
-        return PairedFolderDataset(self._split_pairs()[split], self.crop_size if train else None, train, **self.dataset_kwargs)
+        return PairedFolderDataset(
+            self._split_pairs()[split], self.crop_size if train else None, train, **self.dataset_kwargs
+        )

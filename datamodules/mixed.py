@@ -4,6 +4,7 @@ Each source is a datamodule (any of ours); a training sample comes from source `
 ``weights[s] / Σ weights`` whatever the sources' sizes. Validation and test read ``eval_source``.
 Sources must yield samples of one size and with the same keys (set their ``train_size``/``crop_size``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,7 +31,9 @@ class MixedDataModule(BaseDataModule):
         weights = weights or {name: 1.0 for name in sources}
         unknown = set(weights) - set(sources)
         if unknown or any(w < 0 for w in weights.values()) or not any(weights.values()):
-            raise ValueError(f"weights must be non-negative, not all zero, for sources {sorted(sources)}; got {weights}")
+            raise ValueError(
+                f"weights must be non-negative, not all zero, for sources {sorted(sources)}; got {weights}"
+            )
         self.sources, self.weights = sources, {name: float(weights.get(name, 0.0)) for name in sources}
         self.eval_source = eval_source or next(iter(sources))
         if self.eval_source not in sources:
@@ -48,7 +51,10 @@ class MixedDataModule(BaseDataModule):
     def sample_weights(self, dataset: ConcatDataset) -> torch.Tensor:
         """Per-sample probabilities: each source's weight spread over its samples."""
         names = [name for name, w in self.weights.items() if w > 0]
-        parts = [torch.full((len(d),), self.weights[name] / max(1, len(d)), dtype=torch.double) for name, d in zip(names, dataset.datasets)]
+        parts = [
+            torch.full((len(d),), self.weights[name] / max(1, len(d)), dtype=torch.double)
+            for name, d in zip(names, dataset.datasets)
+        ]
         return torch.cat(parts)
 
     def train_dataloader(self) -> DataLoader:
@@ -56,10 +62,18 @@ class MixedDataModule(BaseDataModule):
             self.datasets["train"] = self.build_dataset("train")
         dataset = self.datasets["train"]
         sampler = WeightedRandomSampler(
-            self.sample_weights(dataset), self.samples_per_epoch or len(dataset), replacement=True,
+            self.sample_weights(dataset),
+            self.samples_per_epoch or len(dataset),
+            replacement=True,
             generator=torch.Generator().manual_seed(self.seed),
         )
         return DataLoader(
-            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers, collate_fn=collate, drop_last=len(dataset) > self.batch_size,
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=collate,
+            drop_last=len(dataset) > self.batch_size,
         )

@@ -20,6 +20,7 @@ Evaluation follows STE: resize to 768x512 (HxW), and the designer-erased ground 
 with the input outside the text boxes (``target_inside_text``), because designers also retouched
 non-text areas that no eraser is asked to change (``composite_target=false`` keeps it as released).
 """
+
 from __future__ import annotations
 
 import json
@@ -111,20 +112,26 @@ class PosterEraseDataModule(TextRemovalDataModule):
             columns = line.rstrip("\r\n").split("\t")
             source = f"{split_file} line {number}"
             if len(columns) < 3:
-                raise ValueError(f"{source}: expected 'index<TAB>path<TAB>json[<TAB>gt path]', got {len(columns)} column(s)")
+                raise ValueError(
+                    f"{source}: expected 'index<TAB>path<TAB>json[<TAB>gt path]', got {len(columns)} column(s)"
+                )
             try:
                 meta = json.loads(columns[2])
             except json.JSONDecodeError as error:
                 raise ValueError(f"{source}: the third column is not JSON ({error})") from None
             image = self._find(columns[1])
             if image is None:
-                missing.append(f"{source}: {columns[1]} not found under {' or '.join(str(a) for a in self.archives[:2])}{' ...' if len(self.archives) > 2 else ''}")
+                missing.append(
+                    f"{source}: {columns[1]} not found under {' or '.join(str(a) for a in self.archives[:2])}{' ...' if len(self.archives) > 2 else ''}"
+                )
                 continue
             target = None
             if split != "train":
                 target = self._ground_truth(image, columns[3] if len(columns) > 3 else None)
                 if target is None:
-                    missing.append(f"{source}: no ground truth for {columns[1]} (4th column, <stem>_g.png or <stem>_gt.png)")
+                    missing.append(
+                        f"{source}: no ground truth for {columns[1]} (4th column, <stem>_g.png or <stem>_gt.png)"
+                    )
                     continue
             records.append(
                 TextRecord(
@@ -137,5 +144,7 @@ class PosterEraseDataModule(TextRemovalDataModule):
                 )
             )
         if missing:
-            raise FileNotFoundError(f"{len(missing)} sample(s) of {split_file} are missing:\n  " + "\n  ".join(missing[:20]))
+            raise FileNotFoundError(
+                f"{len(missing)} sample(s) of {split_file} are missing:\n  " + "\n  ".join(missing[:20])
+            )
         return records

@@ -55,6 +55,7 @@ How this implementation differs from Real-ESRGAN/BasicSR (all deliberate, all do
   ``noise_prob``/``noise_prob2`` and ``jpeg_prob``/``jpeg_prob2`` (all 1.0 = always, as the official), and
   ``resize_modes`` (the modes drawn from).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,7 +104,9 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, the
     return _normalised(np.exp(-0.5 * _quadratic_form(size, sigma_x, sigma_y, theta)))
 
 
-def generalized_gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None, theta: float, beta: float) -> np.ndarray:
+def generalized_gaussian_kernel(
+    size: int, sigma_x: float, sigma_y: float | None, theta: float, beta: float
+) -> np.ndarray:
     """Generalized Gaussian ``exp(-½ (xᵀΣ⁻¹x)^β)`` (β = 1: Gaussian), sum 1 (BasicSR ``bivariate_generalized_Gaussian``)."""
     return _normalised(np.exp(-0.5 * np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta)))
 
@@ -138,9 +141,16 @@ def _beta(rng: np.random.Generator, beta_range: Sequence[float]) -> float:
     return float(rng.uniform(beta_range[0], 1.0) if rng.random() < 0.5 else rng.uniform(1.0, beta_range[1]))
 
 
-def random_mixed_kernel(rng: np.random.Generator, kernel_list: Sequence[str], kernel_prob: Sequence[float], size: int,
-                        sigma_range: Sequence[float], betag_range: Sequence[float], betap_range: Sequence[float],
-                        rotation_range: Sequence[float] = (-math.pi, math.pi)) -> np.ndarray:
+def random_mixed_kernel(
+    rng: np.random.Generator,
+    kernel_list: Sequence[str],
+    kernel_prob: Sequence[float],
+    size: int,
+    sigma_range: Sequence[float],
+    betag_range: Sequence[float],
+    betap_range: Sequence[float],
+    rotation_range: Sequence[float] = (-math.pi, math.pi),
+) -> np.ndarray:
     """One kernel of a type drawn from ``kernel_list`` with ``kernel_prob`` (BasicSR ``random_mixed_kernels``, no kernel
     noise): σx (and, anisotropic, σy and the rotation) uniform in ``sigma_range`` / ``rotation_range``; β for the
     generalized (``betag_range``) and plateau (``betap_range``) kinds."""
@@ -164,8 +174,16 @@ def kernel_sizes(max_size: int) -> list[int]:
     return list(range(7, max_size + 1, 2)) or [max_size]
 
 
-def random_blur_kernel(rng: np.random.Generator, max_size: int, kernel_list: Sequence[str], kernel_prob: Sequence[float], sinc_prob: float,
-                       sigma_range: Sequence[float], betag_range: Sequence[float], betap_range: Sequence[float]) -> np.ndarray:
+def random_blur_kernel(
+    rng: np.random.Generator,
+    max_size: int,
+    kernel_list: Sequence[str],
+    kernel_prob: Sequence[float],
+    sinc_prob: float,
+    sigma_range: Sequence[float],
+    betag_range: Sequence[float],
+    betap_range: Sequence[float],
+) -> np.ndarray:
     """A stage's blur kernel, ``max_size``² (Real-ESRGAN dataset ``__getitem__``): a size among :func:`kernel_sizes`;
     with ``sinc_prob`` a sinc (cutoff in [π/3, π] below size 13, else [π/5, π]), else :func:`random_mixed_kernel`."""
     size = int(rng.choice(kernel_sizes(max_size)))
@@ -242,7 +260,9 @@ class DegradationParams:
         for name in ("kernel_list", "kernel_list2"):
             unknown = set(getattr(self, name)) - set(KERNEL_TYPES)
             if unknown:
-                raise ValueError(f"degradation {name} has unknown kernel types {sorted(unknown)}; known: {list(KERNEL_TYPES)}")
+                raise ValueError(
+                    f"degradation {name} has unknown kernel types {sorted(unknown)}; known: {list(KERNEL_TYPES)}"
+                )
         for kinds, probs in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
             if len(getattr(self, kinds)) != len(getattr(self, probs)) or sum(getattr(self, probs)) <= 0:
                 raise ValueError(f"degradation {probs} needs one positive-sum weight per {kinds} entry")
@@ -250,7 +270,9 @@ class DegradationParams:
             if len(getattr(self, name)) != 3 or sum(getattr(self, name)) <= 0:
                 raise ValueError(f"degradation {name} is [up, down, keep] weights, got {list(getattr(self, name))}")
         if not self.resize_modes or set(self.resize_modes) - set(RESIZE_MODES):
-            raise ValueError(f"degradation resize_modes must be among {list(RESIZE_MODES)}, got {list(self.resize_modes)}")
+            raise ValueError(
+                f"degradation resize_modes must be among {list(RESIZE_MODES)}, got {list(self.resize_modes)}"
+            )
         for name in ("blur_kernel_size", "blur_kernel_size2"):
             if getattr(self, name) % 2 != 1 or getattr(self, name) < 1:
                 raise ValueError(f"degradation {name} must be odd, got {getattr(self, name)}")
@@ -310,8 +332,14 @@ def _resize_factor(rng: np.random.Generator, probs: Sequence[float], factor_rang
     return 1.0
 
 
-def _noise(rng: np.random.Generator, probability: float, gaussian_prob: float, sigma_range: Sequence[float], poisson_range: Sequence[float],
-           gray_prob: float) -> Noise | None:
+def _noise(
+    rng: np.random.Generator,
+    probability: float,
+    gaussian_prob: float,
+    sigma_range: Sequence[float],
+    poisson_range: Sequence[float],
+    gray_prob: float,
+) -> Noise | None:
     use = rng.random() < probability
     gaussian = rng.random() < gaussian_prob
     strength = float(rng.uniform(*sigma_range) if gaussian else rng.uniform(*poisson_range))
@@ -410,23 +438,56 @@ class RealESRGANDegradation:
     def plan(self, rng: np.random.Generator) -> DegradationPlan:
         """Draw every choice of one image, in the official order (kernels first, as the dataset draws them)."""
         p = self.params
-        kernel1 = random_blur_kernel(rng, p.blur_kernel_size, p.kernel_list, p.kernel_prob, p.sinc_prob, p.blur_sigma, p.betag_range, p.betap_range)
-        kernel2 = random_blur_kernel(rng, p.blur_kernel_size2, p.kernel_list2, p.kernel_prob2, p.sinc_prob2, p.blur_sigma2, p.betag_range2,
-                                     p.betap_range2)
+        kernel1 = random_blur_kernel(
+            rng,
+            p.blur_kernel_size,
+            p.kernel_list,
+            p.kernel_prob,
+            p.sinc_prob,
+            p.blur_sigma,
+            p.betag_range,
+            p.betap_range,
+        )
+        kernel2 = random_blur_kernel(
+            rng,
+            p.blur_kernel_size2,
+            p.kernel_list2,
+            p.kernel_prob2,
+            p.sinc_prob2,
+            p.blur_sigma2,
+            p.betag_range2,
+            p.betap_range2,
+        )
         sinc = random_final_sinc(rng, p.blur_kernel_size2, p.final_sinc_prob)
         modes = list(p.resize_modes)
         first_blur = rng.random() < p.first_blur_prob
         resize1 = (_resize_factor(rng, p.resize_prob, p.resize_range), str(rng.choice(modes)))
-        noise1 = _noise(rng, p.noise_prob, p.gaussian_noise_prob, p.noise_range, p.poisson_scale_range, p.gray_noise_prob)
+        noise1 = _noise(
+            rng, p.noise_prob, p.gaussian_noise_prob, p.noise_range, p.poisson_scale_range, p.gray_noise_prob
+        )
         jpeg1 = _jpeg(rng, p.jpeg_prob, p.jpeg_range)
         second_blur = rng.random() < p.second_blur_prob
         resize2 = (_resize_factor(rng, p.resize_prob2, p.resize_range2), str(rng.choice(modes)))
-        noise2 = _noise(rng, p.noise_prob2, p.gaussian_noise_prob2, p.noise_range2, p.poisson_scale_range2, p.gray_noise_prob2)
+        noise2 = _noise(
+            rng, p.noise_prob2, p.gaussian_noise_prob2, p.noise_range2, p.poisson_scale_range2, p.gray_noise_prob2
+        )
         sinc_first = rng.random() < 0.5
         final_mode = str(rng.choice(modes))
         jpeg2 = _jpeg(rng, p.jpeg_prob2, p.jpeg_range2)
-        return DegradationPlan(kernel1 if first_blur else None, resize1, noise1, jpeg1, kernel2 if second_blur else None, resize2, noise2,
-                               sinc_first, final_mode, sinc, jpeg2, int(rng.integers(0, SEED_BOUND)))
+        return DegradationPlan(
+            kernel1 if first_blur else None,
+            resize1,
+            noise1,
+            jpeg1,
+            kernel2 if second_blur else None,
+            resize2,
+            noise2,
+            sinc_first,
+            final_mode,
+            sinc,
+            jpeg2,
+            int(rng.integers(0, SEED_BOUND)),
+        )
 
     @torch.no_grad()
     def degrade(self, hr: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
@@ -440,7 +501,12 @@ class RealESRGANDegradation:
             raise ValueError(f"{len(seeds)} seeds for {hr.shape[0]} images")
         images = hr.float()
         with _no_autocast(hr.device.type):  # float32 throughout, also when called inside a mixed-precision region
-            lr = torch.cat([self.apply(images[i : i + 1], self.plan(np.random.default_rng(int(seed)))) for i, seed in enumerate(seeds)])
+            lr = torch.cat(
+                [
+                    self.apply(images[i : i + 1], self.plan(np.random.default_rng(int(seed))))
+                    for i, seed in enumerate(seeds)
+                ]
+            )
         return lr.to(hr.dtype)
 
     def apply(self, hr: torch.Tensor, plan: DegradationPlan) -> torch.Tensor:

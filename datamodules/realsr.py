@@ -25,6 +25,7 @@ out of training), centre-cropped and degraded once per index on the CPU (the sam
 (gradients, smooth colour noise and shapes from :mod:`datamodules.synthetic_text`, sinusoidal gratings, checkers
 and stripes, rendered words), each a function of (seed, split, index), degraded as ``hq_folder`` does.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,12 +38,27 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, layout_error, list_images, read_image, to_tensor
+from datamodules.base import (
+    BadSampleError,
+    BaseDataModule,
+    SampleDataset,
+    layout_error,
+    list_images,
+    read_image,
+    to_tensor,
+)
 from datamodules.realesrgan import DegradationParams, RealESRGANDegradation, seeded_generator
 from datamodules.restoration import images_under
-from datamodules.synthetic_text import SPLIT_IDS, StyleRanges, generate_background, render_scene, sample_rng, sample_style
+from datamodules.synthetic_text import (
+    SPLIT_IDS,
+    StyleRanges,
+    generate_background,
+    render_scene,
+    sample_rng,
+    sample_style,
+)
 from datamodules.textzoom import eval_loaders, sr_sample
-from zoo.common.fonts import find_fonts
+from zoo.imaging.fonts import find_fonts
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +95,11 @@ class TrainDraws:
     _rng_key: tuple[int, int] | None = None
 
     def draws(self) -> np.random.Generator:
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        rank = (
+            torch.distributed.get_rank()
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else 0
+        )
         key = (torch.initial_seed(), rank)
         if self._rng_key != key:
             self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
@@ -106,10 +126,14 @@ def pair_dirs(root: Path, lr_dir: str | None = None, hr_dir: str | None = None) 
             return root / lr_name, root / hr_name
     found = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())[:20]
     wanted = f"{lr_dir}/ and {hr_dir}/" if lr_dir or hr_dir else "test_LR/ + test_HR/ or lq/ + gt/"
-    raise layout_error(root, REALSR_LAYOUT, f"{root} has no {wanted} folders (it has: {', '.join(found) or 'no folders'})")
+    raise layout_error(
+        root, REALSR_LAYOUT, f"{root} has no {wanted} folders (it has: {', '.join(found) or 'no folders'})"
+    )
 
 
-def realsr_pairs(root: Path, lr_dir: str | None = None, hr_dir: str | None = None, on_unmatched: str = "raise") -> list[tuple[str, Path, Path]]:
+def realsr_pairs(
+    root: Path, lr_dir: str | None = None, hr_dir: str | None = None, on_unmatched: str = "raise"
+) -> list[tuple[str, Path, Path]]:
     """``(stem, lr path, hr path)`` of a pairs folder, sorted by stem. An image without its partner is a
     ``LayoutError`` listing them (``on_unmatched="skip"``: left out with a warning)."""
     lr_folder, hr_folder = pair_dirs(root, lr_dir, hr_dir)
@@ -131,12 +155,27 @@ class RealSRPairsDataset(TrainDraws, SampleDataset):
     """Stored LR/HR pairs -> SR samples; HR must be ``scale``× LR. Training (``crop_size`` set): an aligned random crop
     (HR ``crop_size``², LR ``crop_size/scale``²) and a random horizontal flip; else full images."""
 
-    def __init__(self, pairs: list[tuple[str, Path, Path]], scale: int = 4, set_name: str | None = None, crop_size: int | None = None,
-                 hflip: bool = True, seed: int = 0, on_bad_sample: str = "raise"):
+    def __init__(
+        self,
+        pairs: list[tuple[str, Path, Path]],
+        scale: int = 4,
+        set_name: str | None = None,
+        crop_size: int | None = None,
+        hflip: bool = True,
+        seed: int = 0,
+        on_bad_sample: str = "raise",
+    ):
         super().__init__(on_bad_sample)
         if crop_size is not None and crop_size % scale:
             raise ValueError(f"data.crop_size={crop_size} must be a multiple of data.scale={scale}")
-        self.pairs, self.scale, self.set_name, self.crop_size, self.hflip, self.seed = pairs, scale, set_name, crop_size, hflip, seed
+        self.pairs, self.scale, self.set_name, self.crop_size, self.hflip, self.seed = (
+            pairs,
+            scale,
+            set_name,
+            crop_size,
+            hflip,
+            seed,
+        )
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -145,8 +184,10 @@ class RealSRPairsDataset(TrainDraws, SampleDataset):
         stem, lr_path, hr_path = self.pairs[index]
         lr, hr = read_image(lr_path), read_image(hr_path)
         if hr.shape[:2] != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
-            raise BadSampleError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, not {self.scale}x {lr_path} ({lr.shape[1]}x{lr.shape[0]}); "
-                                 f"data.scale={self.scale}")
+            raise BadSampleError(
+                f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, not {self.scale}x {lr_path} ({lr.shape[1]}x{lr.shape[0]}); "
+                f"data.scale={self.scale}"
+            )
         if self.crop_size is not None:
             lr, hr = self._crop(lr, hr)
         return sr_sample(lr, hr, "", stem, self.set_name)
@@ -161,9 +202,13 @@ class RealSRPairsDataset(TrainDraws, SampleDataset):
         return lr, hr
 
 
-def pair_sets(roots: list[str], what: str, lr_dir: str | None, hr_dir: str | None, on_unmatched: str) -> list[tuple[str, list]]:
+def pair_sets(
+    roots: list[str], what: str, lr_dir: str | None, hr_dir: str | None, on_unmatched: str
+) -> list[tuple[str, list]]:
     """``(set name, pairs)`` per pairs folder; the set names (folder names) must differ."""
-    sets = [(Path(r).expanduser().name, realsr_pairs(Path(r).expanduser(), lr_dir, hr_dir, on_unmatched)) for r in roots]
+    sets = [
+        (Path(r).expanduser().name, realsr_pairs(Path(r).expanduser(), lr_dir, hr_dir, on_unmatched)) for r in roots
+    ]
     names = [name for name, _ in sets]
     if len(set(names)) != len(names):
         raise ValueError(f"the {what} folders must have different names (they name the evaluation sets), got {names}")
@@ -184,14 +229,21 @@ class PairsEvaluation:
 
     def eval_datasets(self, limit: int | None) -> list[RealSRPairsDataset]:
         named = len(self.eval_pairs) > 1
-        return [RealSRPairsDataset(pairs[:limit], self.scale, name if named else None, on_bad_sample=self.on_bad_sample) for name, pairs in self.eval_pairs]
+        return [
+            RealSRPairsDataset(pairs[:limit], self.scale, name if named else None, on_bad_sample=self.on_bad_sample)
+            for name, pairs in self.eval_pairs
+        ]
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         """One loader per evaluation set (each batch names it in ``set``) when there are several."""
         if "test" not in self.datasets:
             self.datasets["test"] = self.build_dataset("test")
         test = self.datasets["test"]
-        return eval_loaders(self, test.datasets) if len(self.eval_pairs) > 1 else self._loader("test", self.val_batch_size, shuffle=False)
+        return (
+            eval_loaders(self, test.datasets)
+            if len(self.eval_pairs) > 1
+            else self._loader("test", self.val_batch_size, shuffle=False)
+        )
 
 
 class RealSRPairsDataModule(PairsEvaluation, BaseDataModule):
@@ -199,9 +251,21 @@ class RealSRPairsDataModule(PairsEvaluation, BaseDataModule):
     folder pairs (e.g. ``LR``/``HR``); ``train_root``: pairs to train on (default ``root``) with ``crop_size`` crops
     (``null``: full images)."""
 
-    def __init__(self, root: str | Sequence[str], scale: int = 4, train_root: str | Sequence[str] | None = None, crop_size: int | None = 512,
-                 hflip: bool = True, val_size: int | None = None, lr_dir: str | None = None, hr_dir: str | None = None, on_unmatched: str = "raise",
-                 on_bad_sample: str = "raise", seed: int = 0, **loader_kwargs: Any):
+    def __init__(
+        self,
+        root: str | Sequence[str],
+        scale: int = 4,
+        train_root: str | Sequence[str] | None = None,
+        crop_size: int | None = 512,
+        hflip: bool = True,
+        val_size: int | None = None,
+        lr_dir: str | None = None,
+        hr_dir: str | None = None,
+        on_unmatched: str = "raise",
+        on_bad_sample: str = "raise",
+        seed: int = 0,
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         roots = as_list(root)
         if not roots:
@@ -216,7 +280,9 @@ class RealSRPairsDataModule(PairsEvaluation, BaseDataModule):
 
     def build_dataset(self, split: str):
         if split == "train":
-            pairs = [p for _, pairs in pair_sets(self.train_roots, "data.train_root", **self.pair_kwargs) for p in pairs]
+            pairs = [
+                p for _, pairs in pair_sets(self.train_roots, "data.train_root", **self.pair_kwargs) for p in pairs
+            ]
             return RealSRPairsDataset(pairs, **self.train_kwargs)
         return ConcatDataset(self.eval_datasets(self.val_size if split == "val" else None))
 
@@ -247,7 +313,11 @@ class DegradeOnTheFly:
         if isinstance(batch, dict) and "hr" in batch and "lr" not in batch:
             hr = batch["hr"]
             lr = self.degradation(hr, self.batch_generator())
-            batch.update(lr=lr, target=hr, image=F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1))
+            batch.update(
+                lr=lr,
+                target=hr,
+                image=F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1),
+            )
         return batch
 
 
@@ -280,7 +350,9 @@ def hq_image_paths(sources: list[str]) -> list[Path]:
             if not listed:
                 raise layout_error(path, HQ_LAYOUT, f"the list file {path} names no images")
             if not listed[0].is_file():
-                raise layout_error(path, HQ_LAYOUT, f"{listed[0]}, the first image of the list file {path}, does not exist")
+                raise layout_error(
+                    path, HQ_LAYOUT, f"{listed[0]}, the first image of the list file {path}, does not exist"
+                )
             paths.extend(listed)
         else:
             raise layout_error(path, HQ_LAYOUT, f"{path} is neither a folder nor a list file")
@@ -291,10 +363,25 @@ class HQCropDataset(TrainDraws, SampleDataset):
     """HQ images -> training crops (``hr``, ``name``) or, with ``degradation``, evaluation samples: the centre crop
     degraded once on the CPU from a seed of (``seed``, ``split``, index)."""
 
-    def __init__(self, paths: list[Path], crop_size: int = 512, hflip: bool = True, seed: int = 0, split: str = "train",
-                 degradation: RealESRGANDegradation | None = None, on_bad_sample: str = "raise"):
+    def __init__(
+        self,
+        paths: list[Path],
+        crop_size: int = 512,
+        hflip: bool = True,
+        seed: int = 0,
+        split: str = "train",
+        degradation: RealESRGANDegradation | None = None,
+        on_bad_sample: str = "raise",
+    ):
         super().__init__(on_bad_sample)
-        self.paths, self.crop_size, self.hflip, self.seed, self.split, self.degradation = paths, crop_size, hflip, seed, split, degradation
+        self.paths, self.crop_size, self.hflip, self.seed, self.split, self.degradation = (
+            paths,
+            crop_size,
+            hflip,
+            seed,
+            split,
+            degradation,
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -312,7 +399,9 @@ class HQCropDataset(TrainDraws, SampleDataset):
             return {"hr": to_tensor(crop), "name": path.stem}
         y, x = (h - size) // 2, (w - size) // 2
         hr = to_tensor(image[y : y + size, x : x + size])
-        return sr_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, "", path.stem)
+        return sr_sample(
+            self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, "", path.stem
+        )
 
 
 class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
@@ -320,16 +409,35 @@ class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
     of :class:`DegradationParams` (GramSR's values by default); ``val_root``: real pairs folder(s) for validation and
     test, else ``val_size`` held-out HQ images degraded deterministically."""
 
-    def __init__(self, root: str | Sequence[str], scale: int = 4, crop_size: int = 512, hflip: bool = True, degradation: dict | None = None,
-                 val_root: str | Sequence[str] | None = None, val_size: int | None = 8, lr_dir: str | None = None, hr_dir: str | None = None,
-                 on_unmatched: str = "raise", on_bad_sample: str = "raise", seed: int = 0, **loader_kwargs: Any):
+    def __init__(
+        self,
+        root: str | Sequence[str],
+        scale: int = 4,
+        crop_size: int = 512,
+        hflip: bool = True,
+        degradation: dict | None = None,
+        val_root: str | Sequence[str] | None = None,
+        val_size: int | None = 8,
+        lr_dir: str | None = None,
+        hr_dir: str | None = None,
+        on_unmatched: str = "raise",
+        on_bad_sample: str = "raise",
+        seed: int = 0,
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         sources = as_list(root)
         if not sources:
             raise ValueError(f"data.root is required for HQ training images. Expected:\n{HQ_LAYOUT}")
         if crop_size % scale:
             raise ValueError(f"data.crop_size={crop_size} must be a multiple of data.scale={scale}")
-        self.scale, self.crop_size, self.hflip, self.seed, self.on_bad_sample = scale, crop_size, hflip, seed, on_bad_sample
+        self.scale, self.crop_size, self.hflip, self.seed, self.on_bad_sample = (
+            scale,
+            crop_size,
+            hflip,
+            seed,
+            on_bad_sample,
+        )
         self.degradation = make_degradation(scale, degradation)
         paths = hq_image_paths(sources)
         val_roots = as_list(val_root)
@@ -337,8 +445,10 @@ class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
         self.val_size = val_size
         held_out = 0 if val_roots else (val_size or 0)
         if held_out and len(paths) <= held_out:
-            raise ValueError(f"{len(paths)} HQ image(s) cannot spare data.val_size={held_out} for validation; "
-                             "lower data.val_size or give data.val_root")
+            raise ValueError(
+                f"{len(paths)} HQ image(s) cannot spare data.val_size={held_out} for validation; "
+                "lower data.val_size or give data.val_root"
+            )
         order = np.random.default_rng([seed, 7]).permutation(len(paths))
         held = set(order[:held_out].tolist())
         self.train_paths = [p for i, p in enumerate(paths) if i not in held]
@@ -346,11 +456,23 @@ class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
 
     def build_dataset(self, split: str):
         if split == "train":
-            return HQCropDataset(self.train_paths, self.crop_size, self.hflip, self.seed, on_bad_sample=self.on_bad_sample)
+            return HQCropDataset(
+                self.train_paths, self.crop_size, self.hflip, self.seed, on_bad_sample=self.on_bad_sample
+            )
         if self.eval_pairs:
             return ConcatDataset(self.eval_datasets(self.val_size if split == "val" else None))
-        return ConcatDataset([HQCropDataset(self.held_out, self.crop_size, seed=self.seed, split="val", degradation=self.degradation,
-                                            on_bad_sample=self.on_bad_sample)])
+        return ConcatDataset(
+            [
+                HQCropDataset(
+                    self.held_out,
+                    self.crop_size,
+                    seed=self.seed,
+                    split="val",
+                    degradation=self.degradation,
+                    on_bad_sample=self.on_bad_sample,
+                )
+            ]
+        )
 
     def test_dataloader(self):
         if self.eval_pairs:
@@ -359,7 +481,9 @@ class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
 
 
 # ------------------------------------------------------------------------------------------ synthetic
-TEXT_RANGES = StyleRanges(instances=(1, 3), chars=(3, 9), size=(0.08, 0.3), rotation=(-15.0, 15.0), blur_probability=0.0)
+TEXT_RANGES = StyleRanges(
+    instances=(1, 3), chars=(3, 9), size=(0.08, 0.3), rotation=(-15.0, 15.0), blur_probability=0.0
+)
 TEXTURES = ("grating", "checker", "stripes")
 
 
@@ -378,8 +502,14 @@ def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return ((u / rng.uniform(3.0, 14.0)) % 1.0 < rng.uniform(0.3, 0.7)).astype(np.float32)
 
 
-def synthetic_hq(rng: np.random.Generator, height: int, width: int, fonts: Sequence[str], texture_probability: float = 0.6,
-                 text_probability: float = 0.7) -> np.ndarray:
+def synthetic_hq(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    fonts: Sequence[str],
+    texture_probability: float = 0.6,
+    text_probability: float = 0.7,
+) -> np.ndarray:
     """A procedural HQ image (uint8 HxWx3): a background (gradient / smooth noise / flat, shapes), with
     ``texture_probability`` a texture in two colours over a random rectangle (opacity 0.5–1), with
     ``text_probability`` 1–3 rendered words."""
@@ -403,10 +533,25 @@ class SyntheticSRDataset(SampleDataset):
     """``num_samples`` procedural HQ images of ``size``² (:func:`synthetic_hq`), each a function of (seed, split, index);
     training samples carry ``hr`` + ``name`` (degraded on the device), evaluation ones the degraded SR sample."""
 
-    def __init__(self, num_samples: int, size: int = 128, seed: int = 0, split: str = "train", degradation: RealESRGANDegradation | None = None,
-                 font_dir: str | None = None, texture_probability: float = 0.6, text_probability: float = 0.7):
+    def __init__(
+        self,
+        num_samples: int,
+        size: int = 128,
+        seed: int = 0,
+        split: str = "train",
+        degradation: RealESRGANDegradation | None = None,
+        font_dir: str | None = None,
+        texture_probability: float = 0.6,
+        text_probability: float = 0.7,
+    ):
         super().__init__("raise")
-        self.num_samples, self.size, self.seed, self.split, self.degradation = num_samples, size, seed, split, degradation
+        self.num_samples, self.size, self.seed, self.split, self.degradation = (
+            num_samples,
+            size,
+            seed,
+            split,
+            degradation,
+        )
         self.fonts = find_fonts(font_dir)
         self.texture_probability, self.text_probability = texture_probability, text_probability
 
@@ -415,7 +560,14 @@ class SyntheticSRDataset(SampleDataset):
 
     def hq(self, index: int) -> np.ndarray:
         """The HQ image of ``index`` (uint8)."""
-        return synthetic_hq(sample_rng(self.seed, self.split, index), self.size, self.size, self.fonts, self.texture_probability, self.text_probability)
+        return synthetic_hq(
+            sample_rng(self.seed, self.split, index),
+            self.size,
+            self.size,
+            self.fonts,
+            self.texture_probability,
+            self.text_probability,
+        )
 
     def load(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.num_samples:
@@ -430,16 +582,35 @@ class SyntheticSRDataModule(DegradeOnTheFly, BaseDataModule):
     """``data=synthetic_sr``, the embedded default of the real-world SR models (module docstring); ``size`` is the HQ
     side (a multiple of ``scale``)."""
 
-    def __init__(self, size: int = 128, scale: int = 4, train_samples: int = 20000, val_samples: int = 16, test_samples: int = 64, seed: int = 0,
-                 degradation: dict | None = None, font_dir: str | None = None, texture_probability: float = 0.6, text_probability: float = 0.7,
-                 **loader_kwargs: Any):
+    def __init__(
+        self,
+        size: int = 128,
+        scale: int = 4,
+        train_samples: int = 20000,
+        val_samples: int = 16,
+        test_samples: int = 64,
+        seed: int = 0,
+        degradation: dict | None = None,
+        font_dir: str | None = None,
+        texture_probability: float = 0.6,
+        text_probability: float = 0.7,
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         if size % scale:
             raise ValueError(f"data.size={size} must be a multiple of data.scale={scale}")
         self.seed, self.scale = seed, scale
         self.degradation = make_degradation(scale, degradation)
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
-        self.kwargs = dict(size=size, seed=seed, font_dir=font_dir, texture_probability=texture_probability, text_probability=text_probability)
+        self.kwargs = dict(
+            size=size,
+            seed=seed,
+            font_dir=font_dir,
+            texture_probability=texture_probability,
+            text_probability=text_probability,
+        )
 
     def build_dataset(self, split: str) -> SyntheticSRDataset:
-        return SyntheticSRDataset(self.sizes[split], split=split, degradation=None if split == "train" else self.degradation, **self.kwargs)
+        return SyntheticSRDataset(
+            self.sizes[split], split=split, degradation=None if split == "train" else self.degradation, **self.kwargs
+        )

@@ -23,6 +23,7 @@ haze by the atmospheric scattering model on a smooth depth map; motion/defocus b
 and gain with sensor noise), every sample a function of (seed, split, index); its evaluation sets
 are the tasks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,7 +38,16 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.base import IMAGE_EXTENSIONS, BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, read_image, to_tensor
+from datamodules.base import (
+    IMAGE_EXTENSIONS,
+    BadSampleError,
+    BaseDataModule,
+    SampleDataset,
+    collate,
+    layout_error,
+    read_image,
+    to_tensor,
+)
 from datamodules.synthetic_text import generate_background, sample_rng
 
 log = logging.getLogger(__name__)
@@ -78,7 +88,9 @@ class RestorationPair:
 # ----------------------------------------------------------------------------------------- pairing
 def images_under(folder: Path, recursive: bool = False) -> list[Path]:
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("._"))
+    return sorted(
+        p for p in pattern if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("._")
+    )
 
 
 def target_stems(stem: str) -> list[str]:
@@ -91,7 +103,9 @@ def target_stems(stem: str) -> list[str]:
     return candidates
 
 
-def pair_folders(inputs: list[Path], target_dir: Path, degradation: int, set_name: str, on_unmatched: str) -> list[RestorationPair]:
+def pair_folders(
+    inputs: list[Path], target_dir: Path, degradation: int, set_name: str, on_unmatched: str
+) -> list[RestorationPair]:
     """Pair every input with its ground truth in ``target_dir`` (see :func:`target_stems`)."""
     targets: dict[str, Path] = {}
     for path in images_under(target_dir, recursive=True):
@@ -145,11 +159,17 @@ class AllInOneLayout:
             folder = first_dir(train / "Denoise")
             if folder is None:
                 raise self._missing(task, "train")
-            return [RestorationPair(None, p, label, "denoise", sigma) for sigma in NOISE_SIGMAS for p in images_under(folder, recursive=True)]
+            return [
+                RestorationPair(None, p, label, "denoise", sigma)
+                for sigma in NOISE_SIGMAS
+                for p in images_under(folder, recursive=True)
+            ]
         if task == "derain" and (folder := first_dir(train / "Derain")):
             return pair_folders(images_under(folder / "rainy"), folder / "gt", label, task, unmatched)
         if task == "dehaze" and (folder := first_dir(train / "Dehaze")):
-            return pair_folders(images_under(folder / "synthetic", recursive=True), folder / "original", label, task, unmatched)
+            return pair_folders(
+                images_under(folder / "synthetic", recursive=True), folder / "original", label, task, unmatched
+            )
         if task == "deblur":
             if folder := first_dir(train / "GOPRO_deblur" / "train", train / "GOPRO_deblur"):
                 return pair_folders(images_under(folder / "blur"), folder / "sharp", label, task, unmatched)
@@ -168,16 +188,27 @@ class AllInOneLayout:
             if images_under(folder):  # AirNet: the images directly in test/denoise
                 sets.insert(0, ("bsd68", folder))
             images = [(name, images_under(path)) for name, path in sets]
-            return [[RestorationPair(None, p, label, f"denoise_{name}_{sigma}", sigma) for p in paths]
-                    for name, paths in images if paths for sigma in NOISE_SIGMAS]
+            return [
+                [RestorationPair(None, p, label, f"denoise_{name}_{sigma}", sigma) for p in paths]
+                for name, paths in images
+                if paths
+                for sigma in NOISE_SIGMAS
+            ]
         if task == "derain" and (folder := first_dir(test / "derain")):
             if (folder / "input").is_dir():  # AirNet
-                return [pair_folders(images_under(folder / "input"), folder / "target", label, "derain_rain100l", unmatched)]
-            return [pair_folders(images_under(p / "input"), p / "target", label, f"derain_{p.name.lower()}", unmatched)
-                    for p in sorted(folder.iterdir()) if (p / "input").is_dir()]
+                return [
+                    pair_folders(images_under(folder / "input"), folder / "target", label, "derain_rain100l", unmatched)
+                ]
+            return [
+                pair_folders(images_under(p / "input"), p / "target", label, f"derain_{p.name.lower()}", unmatched)
+                for p in sorted(folder.iterdir())
+                if (p / "input").is_dir()
+            ]
         if task == "dehaze":
             if folder := first_dir(test / "dehaze" / "outdoor", test / "dehaze"):
-                return [pair_folders(images_under(folder / "input"), folder / "target", label, "dehaze_sots", unmatched)]
+                return [
+                    pair_folders(images_under(folder / "input"), folder / "target", label, "dehaze_sots", unmatched)
+                ]
             if folder := first_dir(b / "outdoor"):
                 return [pair_folders(images_under(folder / "hazy"), folder / "gt", label, "dehaze_sots", unmatched)]
         if task == "deblur":
@@ -202,7 +233,9 @@ def augment_8(arrays: Sequence[np.ndarray], mode: int) -> list[np.ndarray]:
 
 def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise of ``sigma`` (0-255 scale) on a uint8 image, clipped (PromptIR/PIP)."""
-    return np.clip(clean.astype(np.float32) + rng.standard_normal(clean.shape).astype(np.float32) * sigma, 0, 255).astype(np.uint8)
+    return np.clip(
+        clean.astype(np.float32) + rng.standard_normal(clean.shape).astype(np.float32) * sigma, 0, 255
+    ).astype(np.uint8)
 
 
 def center_crop_multiple(array: np.ndarray, base: int) -> np.ndarray:
@@ -215,10 +248,23 @@ def center_crop_multiple(array: np.ndarray, base: int) -> np.ndarray:
 class AllInOneDataset(SampleDataset):
     """Pairs -> samples: training crops + 8-way augmentation, or full test images cropped to /16."""
 
-    def __init__(self, pairs: Sequence[RestorationPair], train: bool, patch_size: int = 128, crop_multiple: int = 16, seed: int = 0,
-                 on_bad_sample: str = "raise"):
+    def __init__(
+        self,
+        pairs: Sequence[RestorationPair],
+        train: bool,
+        patch_size: int = 128,
+        crop_multiple: int = 16,
+        seed: int = 0,
+        on_bad_sample: str = "raise",
+    ):
         super().__init__(on_bad_sample)
-        self.pairs, self.train, self.patch_size, self.crop_multiple, self.seed = list(pairs), train, patch_size, crop_multiple, seed
+        self.pairs, self.train, self.patch_size, self.crop_multiple, self.seed = (
+            list(pairs),
+            train,
+            patch_size,
+            crop_multiple,
+            seed,
+        )
         self._rng: np.random.Generator | None = None
         self._rng_key: tuple[int, int] | None = None
 
@@ -230,7 +276,9 @@ class AllInOneDataset(SampleDataset):
         target = read_image(pair.target)
         image = read_image(pair.input) if pair.input is not None else None
         if image is not None and image.shape != target.shape:
-            raise BadSampleError(f"size mismatch: {pair.input} is {image.shape[1]}x{image.shape[0]}, {pair.target} is {target.shape[1]}x{target.shape[0]}")
+            raise BadSampleError(
+                f"size mismatch: {pair.input} is {image.shape[1]}x{image.shape[0]}, {pair.target} is {target.shape[1]}x{target.shape[0]}"
+            )
         if self.train:
             rng = self._generator()
             target, image = self._crop(rng, target, image)
@@ -243,13 +291,23 @@ class AllInOneDataset(SampleDataset):
                 image = center_crop_multiple(image, self.crop_multiple) if image is not None else None
             if image is None:  # noise seeded per image and σ: the same test set every run
                 image = add_noise(target, pair.sigma, np.random.default_rng([self.seed, index, pair.sigma]))
-        return {"image": to_tensor(image), "target": to_tensor(target), "degradation": pair.degradation, "set": pair.set, "name": pair.name}
+        return {
+            "image": to_tensor(image),
+            "target": to_tensor(target),
+            "degradation": pair.degradation,
+            "set": pair.set,
+            "name": pair.name,
+        }
 
     def _generator(self) -> np.random.Generator:
         """The training draws' generator, seeded by ``seed``, this process's torch seed (a loader worker's
         follows the main process's, and under Lightning's ``seed_everything(workers=True)`` the rank too) and
         the distributed rank; made again when the torch seed changes (a new worker, a new seed)."""
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        rank = (
+            torch.distributed.get_rank()
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else 0
+        )
         key = (torch.initial_seed(), rank)
         if self._rng_key != key:
             self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
@@ -272,8 +330,17 @@ class AllInOneDataModule(BaseDataModule):
     all five; ``repeats``: per-task list repetition per epoch (official by default)."""
 
     def __init__(
-        self, root: str, tasks: Sequence[str] = ("denoise", "derain", "dehaze"), patch_size: int = 128, repeats: dict[str, int] | None = None,
-        val_size: int | None = 8, crop_multiple: int = 16, seed: int = 0, on_unmatched: str = "raise", on_bad_sample: str = "raise", **loader_kwargs: Any,
+        self,
+        root: str,
+        tasks: Sequence[str] = ("denoise", "derain", "dehaze"),
+        patch_size: int = 128,
+        repeats: dict[str, int] | None = None,
+        val_size: int | None = 8,
+        crop_multiple: int = 16,
+        seed: int = 0,
+        on_unmatched: str = "raise",
+        on_bad_sample: str = "raise",
+        **loader_kwargs: Any,
     ):
         super().__init__(**loader_kwargs)
         if root in (None, "", "???"):
@@ -285,7 +352,13 @@ class AllInOneDataModule(BaseDataModule):
         if not self.root.is_dir():
             raise layout_error(self.root, LAYOUT, f"dataset root {self.root} does not exist")
         self.layout = AllInOneLayout(self.root, on_unmatched)
-        self.tasks, self.patch_size, self.val_size, self.crop_multiple, self.seed = list(tasks), patch_size, val_size, crop_multiple, seed
+        self.tasks, self.patch_size, self.val_size, self.crop_multiple, self.seed = (
+            list(tasks),
+            patch_size,
+            val_size,
+            crop_multiple,
+            seed,
+        )
         self.repeats = {**REPEATS, **(repeats or {})}
         self.on_bad_sample = on_bad_sample
 
@@ -299,21 +372,38 @@ class AllInOneDataModule(BaseDataModule):
         return [pairs[0].set for pairs in self.test_pairs]
 
     def test_sets(self) -> list[AllInOneDataset]:
-        return [AllInOneDataset(pairs, False, crop_multiple=self.crop_multiple, seed=self.seed, on_bad_sample=self.on_bad_sample)
-                for pairs in self.test_pairs]
+        return [
+            AllInOneDataset(
+                pairs, False, crop_multiple=self.crop_multiple, seed=self.seed, on_bad_sample=self.on_bad_sample
+            )
+            for pairs in self.test_pairs
+        ]
 
     def build_dataset(self, split: str):
         if split == "train":
             pairs = [pair for task in self.tasks for pair in self.layout.train(task) * self.repeats[task]]
             return AllInOneDataset(pairs, True, self.patch_size, seed=self.seed, on_bad_sample=self.on_bad_sample)
         if split == "val":
-            return ConcatDataset([AllInOneDataset(s.pairs[: self.val_size] if self.val_size else s.pairs, False, crop_multiple=self.crop_multiple,
-                                                  seed=self.seed, on_bad_sample=self.on_bad_sample) for s in self.test_sets()])
+            return ConcatDataset(
+                [
+                    AllInOneDataset(
+                        s.pairs[: self.val_size] if self.val_size else s.pairs,
+                        False,
+                        crop_multiple=self.crop_multiple,
+                        seed=self.seed,
+                        on_bad_sample=self.on_bad_sample,
+                    )
+                    for s in self.test_sets()
+                ]
+            )
         return self.test_sets()
 
     def test_dataloader(self) -> list[DataLoader]:
         """One loader per task and set (their names are in each batch's ``set``)."""
-        return [DataLoader(dataset, batch_size=1, num_workers=self.num_workers, collate_fn=collate) for dataset in self.build_dataset("test")]
+        return [
+            DataLoader(dataset, batch_size=1, num_workers=self.num_workers, collate_fn=collate)
+            for dataset in self.build_dataset("test")
+        ]
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.build_dataset("val"), batch_size=1, num_workers=self.num_workers, collate_fn=collate)
@@ -324,12 +414,16 @@ def rain_streaks(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     """A rain layer in [0,1]: sparse seeds smeared along one slanted direction (motion kernel)."""
     import cv2
 
-    seeds = (rng.random((height, width)) < rng.uniform(0.002, 0.01)).astype(np.float32) * rng.uniform(0.5, 1.0, (height, width)).astype(np.float32)
+    seeds = (rng.random((height, width)) < rng.uniform(0.002, 0.01)).astype(np.float32) * rng.uniform(
+        0.5, 1.0, (height, width)
+    ).astype(np.float32)
     length = int(rng.integers(7, 21))
     angle = rng.uniform(-25, 25)
     kernel = np.zeros((length, length), np.float32)
     kernel[:, length // 2] = 1.0
-    kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0), (length, length))
+    kernel = cv2.warpAffine(
+        kernel, cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), angle, 1.0), (length, length)
+    )
     streaks = cv2.filter2D(seeds, -1, kernel / max(kernel.sum(), 1e-6) * length * 0.5)
     return np.clip(streaks, 0, 1)
 
@@ -355,7 +449,11 @@ def degrade(clean: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarra
         if rng.random() < 0.7:  # motion: a line through the centre
             kernel = np.zeros((size, size), np.float32)
             kernel[size // 2] = 1
-            kernel = cv2.warpAffine(kernel, cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), rng.uniform(0, 180), 1.0), (size, size))
+            kernel = cv2.warpAffine(
+                kernel,
+                cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), rng.uniform(0, 180), 1.0),
+                (size, size),
+            )
         else:  # defocus: a disc
             yy, xx = np.mgrid[:size, :size] - size // 2
             kernel = (xx**2 + yy**2 <= (size // 2) ** 2).astype(np.float32)
@@ -371,7 +469,14 @@ def degrade(clean: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarra
 class SyntheticRestorationDataset(SampleDataset):
     """``num_samples`` procedural clean images, each with one of ``tasks``' degradations (cycled)."""
 
-    def __init__(self, num_samples: int, size: int = 128, seed: int = 0, split: str = "train", tasks: Sequence[str] = tuple(TASKS)):
+    def __init__(
+        self,
+        num_samples: int,
+        size: int = 128,
+        seed: int = 0,
+        split: str = "train",
+        tasks: Sequence[str] = tuple(TASKS),
+    ):
         super().__init__("raise")
         self.num_samples, self.size, self.seed, self.split, self.tasks = num_samples, size, seed, split, list(tasks)
 
@@ -383,9 +488,14 @@ class SyntheticRestorationDataset(SampleDataset):
             raise IndexError(index)
         rng = sample_rng(self.seed, self.split, index)
         task = self.tasks[index % len(self.tasks)]
-        clean = np.clip(np.rint(generate_background(rng, self.size, self.size, shapes_probability=0.8)), 0, 255).astype(np.uint8)
+        clean = np.clip(np.rint(generate_background(rng, self.size, self.size, shapes_probability=0.8)), 0, 255).astype(
+            np.uint8
+        )
         return {
-            "image": to_tensor(degrade(clean, task, rng)), "target": to_tensor(clean), "degradation": TASKS[task], "set": task,
+            "image": to_tensor(degrade(clean, task, rng)),
+            "target": to_tensor(clean),
+            "degradation": TASKS[task],
+            "set": task,
             "name": f"synthetic_{task}_{index:06d}",
         }
 
@@ -393,8 +503,16 @@ class SyntheticRestorationDataset(SampleDataset):
 class SyntheticRestorationDataModule(BaseDataModule):
     """Embedded default of the restoration models (module docstring)."""
 
-    def __init__(self, size: int = 128, train_samples: int = 20000, val_samples: int = 40, test_samples: int = 100, seed: int = 0,
-                 tasks: Sequence[str] = tuple(TASKS), **loader_kwargs: Any):
+    def __init__(
+        self,
+        size: int = 128,
+        train_samples: int = 20000,
+        val_samples: int = 40,
+        test_samples: int = 100,
+        seed: int = 0,
+        tasks: Sequence[str] = tuple(TASKS),
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:

@@ -8,6 +8,7 @@ Read exactly as distributed (no ``mask/`` folder ships; masks are rasterised fro
 
 ``mask`` = the filled polygons (1 = text, clipped to the image); ``boxes`` = their bounding rectangles.
 """
+
 from __future__ import annotations
 
 from datamodules.text_removal import TextRecord, TextRemovalDataModule, paired_records

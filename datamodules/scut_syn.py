@@ -14,6 +14,7 @@ boxes are its connected components. ``mask_dir``: read precomputed masks from ``
 detected as a pair whose derived mask covers more than ``max_mask_fraction`` of the image) — are bad
 samples: ``on_bad_sample=raise`` stops naming the file, ``skip`` drops them with a warning.
 """
+
 from __future__ import annotations
 
 from typing import Any

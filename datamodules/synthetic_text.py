@@ -9,6 +9,7 @@ network (STE) can choose them instead of the random sampler.
 A sample holds ``image`` (text rendered on the background), ``target`` (the background), ``mask``
 (1 where any instance changed the background, slightly dilated) and ``boxes`` (per-instance xyxy).
 """
+
 from __future__ import annotations
 
 import string
@@ -22,8 +23,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from datamodules.base import BaseDataModule, SampleDataset, list_images, read_image, to_tensor
-from zoo.common.fonts import DEFAULT_FONT, find_fonts, load_font
-from zoo.common.masks import dilate_mask
+from zoo.imaging.fonts import DEFAULT_FONT, find_fonts, load_font
+from zoo.imaging.masks import dilate_mask
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 Color = tuple[int, int, int]
@@ -98,7 +99,11 @@ BACKGROUND_KINDS = {"gradient": 0.45, "noise": 0.4, "flat": 0.15}
 
 
 def generate_background(
-    rng: np.random.Generator, height: int, width: int, kinds: dict[str, float] | None = None, shapes_probability: float = 0.5
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    kinds: dict[str, float] | None = None,
+    shapes_probability: float = 0.5,
 ) -> np.ndarray:
     """A procedural background (float HxWx3, 0-255): a linear gradient, smooth colour noise or a flat
     colour (drawn with the weights ``kinds``), with random shapes on top with ``shapes_probability``."""
@@ -110,7 +115,7 @@ def generate_background(
     if kind == "gradient":
         angle = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        t = (np.cos(angle) * xx / width + np.sin(angle) * yy / height)
+        t = np.cos(angle) * xx / width + np.sin(angle) * yy / height
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
         background = _random_color(rng) * (1 - t[..., None]) + _random_color(rng) * t[..., None]
     elif kind == "noise":
@@ -167,7 +172,9 @@ def contrasting_color(rng: np.random.Generator, reference: np.ndarray, min_dista
     return tuple(int(c) for c in color)
 
 
-def sample_style(rng: np.random.Generator, ranges: StyleRanges, fonts: Sequence[str], background: np.ndarray) -> TextStyle:
+def sample_style(
+    rng: np.random.Generator, ranges: StyleRanges, fonts: Sequence[str], background: np.ndarray
+) -> TextStyle:
     """Draw one :class:`TextStyle` from ``ranges``; colours contrast with the local background."""
     height, width = background.shape[:2]
     short = min(height, width)
@@ -207,8 +214,12 @@ def render_text_layer(style: TextStyle) -> np.ndarray:
     left, top, right, bottom = font.getbbox(style.text, stroke_width=style.stroke_width)
     layer = Image.new("RGBA", (right - left + 2 * pad, bottom - top + 2 * pad), (0, 0, 0, 0))
     ImageDraw.Draw(layer).text(
-        (pad - left, pad - top), style.text, font=font, fill=(*style.color, 255),
-        stroke_width=style.stroke_width, stroke_fill=(*style.stroke_color, 255),
+        (pad - left, pad - top),
+        style.text,
+        font=font,
+        fill=(*style.color, 255),
+        stroke_width=style.stroke_width,
+        stroke_fill=(*style.stroke_color, 255),
     )
     if style.rotation:
         layer = layer.rotate(style.rotation, resample=Image.BICUBIC, expand=True)
@@ -293,7 +304,9 @@ class SyntheticTextDataset(SampleDataset):
         self.fonts = find_fonts(font_dir)
         self.backgrounds = list(list_images(Path(background_dir)).values()) if background_dir else []
         if background_dir and not self.backgrounds:
-            raise FileNotFoundError(f"background_dir {background_dir} holds no images ({', '.join(('.png', '.jpg'))} ...)")
+            raise FileNotFoundError(
+                f"background_dir {background_dir} holds no images ({', '.join(('.png', '.jpg'))} ...)"
+            )
         self.mask_dilation = mask_dilation
         self.background_kinds = dict(background_kinds or BACKGROUND_KINDS)
         self.shapes_probability = shapes_probability
@@ -309,9 +322,13 @@ class SyntheticTextDataset(SampleDataset):
         """The background and the text styles of sample ``index`` (before rendering)."""
         rng = self.rng(index)
         if self.backgrounds and rng.random() < 0.7:
-            background = load_background(self.backgrounds[int(rng.integers(len(self.backgrounds)))], rng, self.height, self.width)
+            background = load_background(
+                self.backgrounds[int(rng.integers(len(self.backgrounds)))], rng, self.height, self.width
+            )
         else:
-            background = generate_background(rng, self.height, self.width, self.background_kinds, self.shapes_probability)
+            background = generate_background(
+                rng, self.height, self.width, self.background_kinds, self.shapes_probability
+            )
         count = int(rng.integers(self.ranges.instances[0], self.ranges.instances[1] + 1))
         return background, [sample_style(rng, self.ranges, self.fonts, background) for _ in range(count)]
 
@@ -358,10 +375,15 @@ class SyntheticTextDataModule(BaseDataModule):
         super().__init__(**loader_kwargs)
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
         self.dataset_kwargs = dict(
-            size=size, seed=seed, ranges=ranges, font_dir=font_dir, background_dir=background_dir, mask_dilation=mask_dilation,
-            background_kinds=background_kinds, shapes_probability=shapes_probability,
+            size=size,
+            seed=seed,
+            ranges=ranges,
+            font_dir=font_dir,
+            background_dir=background_dir,
+            mask_dilation=mask_dilation,
+            background_kinds=background_kinds,
+            shapes_probability=shapes_probability,
         )
 
     def build_dataset(self, split: str) -> SyntheticTextDataset:
         return SyntheticTextDataset(self.sizes[split], split=split, **self.dataset_kwargs)
-

@@ -13,6 +13,7 @@ The split is a seeded shuffle: ``test_size`` images (default 10%) for test, the 
 ``gt.mat`` (~3 GB for the full set) is read once, lazily, and only ``imnames``/``wordBB``.
 Alternatively ``split_files`` name GaRNet-style JSON lists (``[{"dir", "gt_dir", "word_bb"}]``).
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,9 @@ class SynthTextDataModule(TextRemovalDataModule):
         return {"square_crop": True, "interpolation": "bilinear"}  # GaRNet's cv2 geometry
 
     def _backgrounds(self) -> dict[str, Path]:
-        candidates = [self.background_dir] if self.background_dir else [self.root / "bg_img", self.root.parent / "bg_img"]
+        candidates = (
+            [self.background_dir] if self.background_dir else [self.root / "bg_img", self.root.parent / "bg_img"]
+        )
         for folder in candidates:
             if folder.is_dir():
                 return {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS}
@@ -96,7 +99,9 @@ class SynthTextDataModule(TextRemovalDataModule):
         except Exception as error:  # scipy raises several types for corrupt files
             raise ValueError(f"cannot read {path}: {error}") from error
         if "imnames" not in gt or "wordBB" not in gt:
-            raise ValueError(f"{path} has no imnames/wordBB variables (found {sorted(k for k in gt if not k.startswith('__'))})")
+            raise ValueError(
+                f"{path} has no imnames/wordBB variables (found {sorted(k for k in gt if not k.startswith('__'))})"
+            )
         names, boxes = gt["imnames"].ravel(), gt["wordBB"].ravel()
         backgrounds = self._backgrounds()
         records, missing = [], []
@@ -107,7 +112,14 @@ class SynthTextDataModule(TextRemovalDataModule):
                 missing.append(name)
                 continue
             records.append(
-                TextRecord(Path(name).stem, self.root / name, background, word_polygons(word_bb), target_inside_text=True, resize_target=True)
+                TextRecord(
+                    Path(name).stem,
+                    self.root / name,
+                    background,
+                    word_polygons(word_bb),
+                    target_inside_text=True,
+                    resize_target=True,
+                )
             )
         self._report_missing(missing)
         return records

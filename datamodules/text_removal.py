@@ -10,6 +10,7 @@ Geometry: evaluation resizes to a fixed size (the protocols' 512 px, or keeps na
 ``size=None``); training resizes to ``size`` then takes a random ``crop_size`` crop and flips, moving
 image, target, mask and boxes together (albumentations).
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, layout_error, list_images, read_image, to_tensor
-from zoo.common.masks import rasterize
+from datamodules.base import (
+    BadSampleError,
+    BaseDataModule,
+    SampleDataset,
+    layout_error,
+    list_images,
+    read_image,
+    to_tensor,
+)
+from zoo.imaging.masks import rasterize
 
 POLYGON_TOKEN = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -54,9 +63,13 @@ def parse_polygon_line(line: str, source: str) -> np.ndarray | None:
         return None
     bad = [t for t in tokens if not POLYGON_TOKEN.match(t)]
     if bad:
-        raise BadSampleError(f"{source}: expected comma-separated integers x1,y1,...,xn,yn, found {bad[0]!r} in {line.strip()!r}")
+        raise BadSampleError(
+            f"{source}: expected comma-separated integers x1,y1,...,xn,yn, found {bad[0]!r} in {line.strip()!r}"
+        )
     if len(tokens) % 2 or len(tokens) < 6:
-        raise BadSampleError(f"{source}: a polygon needs an even number (>= 6) of coordinates, got {len(tokens)} in {line.strip()!r}")
+        raise BadSampleError(
+            f"{source}: a polygon needs an even number (>= 6) of coordinates, got {len(tokens)} in {line.strip()!r}"
+        )
     return np.asarray([float(t) for t in tokens], dtype=np.float64).reshape(-1, 2)
 
 
@@ -177,7 +190,10 @@ class TextRemovalDataset(SampleDataset):
 
         steps = []
         if crop_size:
-            steps += [A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(crop_size, crop_size)]
+            steps += [
+                A.PadIfNeeded(crop_size, crop_size, border_mode=cv2.BORDER_REFLECT_101),
+                A.RandomCrop(crop_size, crop_size),
+            ]
         if hflip:
             steps.append(A.HorizontalFlip(p=0.5))
         if not steps:
@@ -194,7 +210,9 @@ class TextRemovalDataset(SampleDataset):
         if record.mask is not None:
             mask = read_image(record.mask, "L")
             if mask.shape != (height, width):
-                raise BadSampleError(f"mask {record.mask} is {mask.shape[1]}x{mask.shape[0]}, image {record.image} is {width}x{height}")
+                raise BadSampleError(
+                    f"mask {record.mask} is {mask.shape[1]}x{mask.shape[0]}, image {record.image} is {width}x{height}"
+                )
             return np.where(mask > 127, 255, 0).astype(np.uint8)
         if target is None:
             raise BadSampleError(f"{record.image}: no annotation, mask or ground truth to find the text from")
@@ -225,7 +243,9 @@ class TextRemovalDataset(SampleDataset):
             mask = None  # rasterised after resizing, from the scaled polygons
         else:
             mask = self._text_mask(record, image, target)
-            polygons = [np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) for x0, y0, x1, y1 in boxes_from_mask(mask)]
+            polygons = [
+                np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) for x0, y0, x1, y1 in boxes_from_mask(mask)
+            ]
         if target is not None and record.target_inside_text:
             inside = rasterize(polygons, *image.shape[:2])[..., None] > 0
             target = np.where(inside, target, image)
@@ -238,8 +258,11 @@ class TextRemovalDataset(SampleDataset):
             image, target, mask = out["image"], out.get("target"), out["mask"]
             boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
         sample = {
-            "image": to_tensor(image), "mask": torch.from_numpy((mask > 127).astype(np.float32)[None]), "boxes": torch.from_numpy(boxes),
-            "name": record.name, "original_size": original_size,
+            "image": to_tensor(image),
+            "mask": torch.from_numpy((mask > 127).astype(np.float32)[None]),
+            "boxes": torch.from_numpy(boxes),
+            "name": record.name,
+            "original_size": original_size,
         }
         if target is not None:
             sample["target"] = to_tensor(target)
@@ -306,7 +329,9 @@ class TextRemovalDataModule(BaseDataModule):
             raise ValueError(f"val_split must be one of {self.splits}, got {val_split!r}")
         self.size, self.train_size, self.crop_size, self.hflip = size, train_size, crop_size, hflip
         self.val_split, self.val_size = val_split, val_size
-        self.dataset_kwargs = dict(mask_threshold=mask_threshold, mask_closing=mask_closing, on_bad_sample=on_bad_sample)
+        self.dataset_kwargs = dict(
+            mask_threshold=mask_threshold, mask_closing=mask_closing, on_bad_sample=on_bad_sample
+        )
 
     def records(self, split: str) -> list[TextRecord]:
         raise NotImplementedError
@@ -323,12 +348,23 @@ class TextRemovalDataModule(BaseDataModule):
             records = records[: self.val_size]
         size = self.train_size if train else self.size
         return TextRemovalDataset(
-            records, size, train, self.crop_size if train else None, self.hflip, **self.dataset_options(split), **self.dataset_kwargs
+            records,
+            size,
+            train,
+            self.crop_size if train else None,
+            self.hflip,
+            **self.dataset_options(split),
+            **self.dataset_kwargs,
         )
 
 
 def paired_records(
-    root: Path, image_dir: Path, target_dir: Path, layout: str, annotation_dir: Path | None = None, annotation_suffix: str = ".txt"
+    root: Path,
+    image_dir: Path,
+    target_dir: Path,
+    layout: str,
+    annotation_dir: Path | None = None,
+    annotation_suffix: str = ".txt",
 ) -> list[TextRecord]:
     """Records for image/target folders paired by file stem (+ one annotation file per image).
 

@@ -28,6 +28,7 @@ function of (seed, split, index); no evaluation sets.
 
 :class:`SRFolderDataModule` (``data=sr_folder``) reads custom pairs (:data:`SR_FOLDER_LAYOUT`).
 """
+
 from __future__ import annotations
 
 import io
@@ -44,7 +45,16 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import ConcatDataset, DataLoader
 
-from datamodules.base import BadSampleError, BaseDataModule, SampleDataset, collate, layout_error, list_images, read_image, to_tensor
+from datamodules.base import (
+    BadSampleError,
+    BaseDataModule,
+    SampleDataset,
+    collate,
+    layout_error,
+    list_images,
+    read_image,
+    to_tensor,
+)
 from datamodules.synthetic_text import (
     BACKGROUND_KINDS,
     contrasting_color,
@@ -56,8 +66,8 @@ from datamodules.synthetic_text import (
     sample_rng,
     sample_style,
 )
-from zoo.common.fonts import find_fonts
 from zoo.errors import LayoutError
+from zoo.imaging.fonts import find_fonts
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +115,19 @@ def upsample_bicubic(lr: torch.Tensor, size: Size) -> torch.Tensor:
     return F.interpolate(lr[None], size=size, mode="bicubic", align_corners=False).clamp_(0, 1)[0]
 
 
-def sr_sample(lr: np.ndarray | torch.Tensor, hr: np.ndarray | torch.Tensor, text: str, name: str, set_name: str | None = None) -> dict[str, Any]:
+def sr_sample(
+    lr: np.ndarray | torch.Tensor, hr: np.ndarray | torch.Tensor, text: str, name: str, set_name: str | None = None
+) -> dict[str, Any]:
     """The SR sample (module docstring) of an LR/HR pair: uint8 HxWx3 arrays or (3,h,w)/(3,H,W) tensors in [0,1]."""
     lr_t, hr_t = (x if isinstance(x, torch.Tensor) else to_tensor(x) for x in (lr, hr))
-    sample = {"image": upsample_bicubic(lr_t, tuple(hr_t.shape[-2:])), "lr": lr_t, "hr": hr_t, "target": hr_t, "text": text, "name": name}
+    sample = {
+        "image": upsample_bicubic(lr_t, tuple(hr_t.shape[-2:])),
+        "lr": lr_t,
+        "hr": hr_t,
+        "target": hr_t,
+        "text": text,
+        "name": name,
+    }
     if set_name is not None:
         sample["set"] = set_name
     return sample
@@ -126,8 +145,18 @@ def decode_image(data: bytes, where: str) -> Image.Image:
 
 def eval_loaders(module: BaseDataModule, datasets: Sequence[SampleDataset]) -> list[DataLoader]:
     """One evaluation loader per dataset (one per evaluation set), in order."""
-    return [DataLoader(d, batch_size=module.val_batch_size, shuffle=False, num_workers=module.num_workers, pin_memory=module.pin_memory,
-                       persistent_workers=module.persistent_workers, collate_fn=collate) for d in datasets]
+    return [
+        DataLoader(
+            d,
+            batch_size=module.val_batch_size,
+            shuffle=False,
+            num_workers=module.num_workers,
+            pin_memory=module.pin_memory,
+            persistent_workers=module.persistent_workers,
+            collate_fn=collate,
+        )
+        for d in datasets
+    ]
 
 
 # -------------------------------------------------------------------------------------- TextZoom
@@ -156,8 +185,15 @@ def lmdb_env(path: Path):
 class TextZoomLmdbDataset(SampleDataset):
     """The pairs of one TextZoom lmdb env (module docstring); ``limit`` keeps the first samples."""
 
-    def __init__(self, path: str | Path, hr_size: Size | None = (32, 128), lr_size: Size | None = (16, 64), set_name: str | None = None,
-                 limit: int | None = None, on_bad_sample: str = "raise"):
+    def __init__(
+        self,
+        path: str | Path,
+        hr_size: Size | None = (32, 128),
+        lr_size: Size | None = (16, 64),
+        set_name: str | None = None,
+        limit: int | None = None,
+        on_bad_sample: str = "raise",
+    ):
         super().__init__(on_bad_sample)
         self.path, self.hr_size, self.lr_size, self.set_name = Path(path), hr_size, lr_size, set_name
         with lmdb_env(self.path).begin() as txn:
@@ -165,7 +201,9 @@ class TextZoomLmdbDataset(SampleDataset):
         try:
             self.total = int(count)
         except (TypeError, ValueError):
-            raise LayoutError(f"{self.path} is not a TextZoom lmdb env: key 'num-samples' is {count!r}, not an ASCII count") from None
+            raise LayoutError(
+                f"{self.path} is not a TextZoom lmdb env: key 'num-samples' is {count!r}, not an ASCII count"
+            ) from None
         self.length = self.total if limit is None else min(limit, self.total)
 
     def __len__(self) -> int:
@@ -184,14 +222,24 @@ class TextZoomLmdbDataset(SampleDataset):
         hr = decode_image(values["image_hr"], f"{keys['image_hr']!r} in the lmdb env {self.path}")
         lr = decode_image(values["image_lr"], f"{keys['image_lr']!r} in the lmdb env {self.path}")
         text = values["label"].decode("utf-8", errors="replace")
-        return sr_sample(resize(lr, self.lr_size), resize(hr, self.hr_size), text, f"{self.path.name}_{number:09d}", self.set_name)
+        return sr_sample(
+            resize(lr, self.lr_size), resize(hr, self.hr_size), text, f"{self.path.name}_{number:09d}", self.set_name
+        )
 
 
 class TextZoomDataModule(BaseDataModule):
     """``data=textzoom`` (module docstring); ``hr_size``/``lr_size`` are (H, W), ``None`` keeps the stored sizes."""
 
-    def __init__(self, root: str, hr_size: Sequence[int] | None = (32, 128), lr_size: Sequence[int] | None = (16, 64), on_bad_sample: str = "raise",
-                 val_sets: Sequence[str] = TEST_SPLITS, val_size: int | None = None, **loader_kwargs: Any):
+    def __init__(
+        self,
+        root: str,
+        hr_size: Sequence[int] | None = (32, 128),
+        lr_size: Sequence[int] | None = (16, 64),
+        on_bad_sample: str = "raise",
+        val_sets: Sequence[str] = TEST_SPLITS,
+        val_size: int | None = None,
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         if root in (None, "", "???"):
             raise ValueError(f"data.root is required for TextZoom. Expected layout:\n{TEXTZOOM_LAYOUT}")
@@ -207,13 +255,19 @@ class TextZoomDataModule(BaseDataModule):
         """The env directory of ``split`` (train1, train2, easy, medium, hard), checked."""
         path = self.root / split if split in TRAIN_SPLITS else self.root / "test" / split
         if not path.is_dir():
-            raise layout_error(self.root, TEXTZOOM_LAYOUT, f"TextZoom split {split!r} is missing: {path} is not a folder")
+            raise layout_error(
+                self.root, TEXTZOOM_LAYOUT, f"TextZoom split {split!r} is missing: {path} is not a folder"
+            )
         if not (path / "data.mdb").is_file():
-            raise layout_error(self.root, TEXTZOOM_LAYOUT, f"TextZoom split {split!r} is not an lmdb env: {path} has no data.mdb")
+            raise layout_error(
+                self.root, TEXTZOOM_LAYOUT, f"TextZoom split {split!r} is not an lmdb env: {path} has no data.mdb"
+            )
         return path
 
     def split_dataset(self, split: str, limit: int | None = None) -> TextZoomLmdbDataset:
-        return TextZoomLmdbDataset(self.env_path(split), set_name=None if split in TRAIN_SPLITS else split, limit=limit, **self.kwargs)
+        return TextZoomLmdbDataset(
+            self.env_path(split), set_name=None if split in TRAIN_SPLITS else split, limit=limit, **self.kwargs
+        )
 
     def eval_sets(self, stage: str) -> list[str]:
         return list(self.val_sets if stage == "val" else TEST_SPLITS)
@@ -233,7 +287,12 @@ class TextZoomDataModule(BaseDataModule):
 
 
 # ---------------------------------------------------------------------------- synthetic word lines
-LINE_RANGES = {"chars": (3, 10), "size": (0.6, 0.85), "rotation": (-2.0, 2.0), "blur_probability": 0.1}  # StyleRanges for one word in a line
+LINE_RANGES = {
+    "chars": (3, 10),
+    "size": (0.6, 0.85),
+    "rotation": (-2.0, 2.0),
+    "blur_probability": 0.1,
+}  # StyleRanges for one word in a line
 
 
 @dataclass
@@ -255,7 +314,9 @@ class LineDegradation:
         image = resize(image, (height // scale, width // scale)).astype(np.float32)
         image = image + rng.standard_normal(image.shape).astype(np.float32) * float(rng.uniform(*self.noise_sigma))
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-        quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))  # drawn always: the other draws stay put
+        quality = int(
+            rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)
+        )  # drawn always: the other draws stay put
         if rng.random() >= self.jpeg_probability:
             return image
         buffer = io.BytesIO()
@@ -267,16 +328,30 @@ class SyntheticTextLinesDataset(SampleDataset):
     """``num_samples`` deterministic word lines (module docstring). ``ranges`` overrides :data:`LINE_RANGES`
     (:class:`StyleRanges` fields; ``size`` is relative to the height); ``degradation`` :class:`LineDegradation`."""
 
-    def __init__(self, num_samples: int, size: Sequence[int] = (32, 128), scale: int = 2, seed: int = 0, split: str = "train",
-                 ranges: dict | None = None, degradation: LineDegradation | dict | None = None, font_dir: str | None = None,
-                 background_kinds: dict[str, float] | None = None, shapes_probability: float = 0.3):
+    def __init__(
+        self,
+        num_samples: int,
+        size: Sequence[int] = (32, 128),
+        scale: int = 2,
+        seed: int = 0,
+        split: str = "train",
+        ranges: dict | None = None,
+        degradation: LineDegradation | dict | None = None,
+        font_dir: str | None = None,
+        background_kinds: dict[str, float] | None = None,
+        shapes_probability: float = 0.3,
+    ):
         super().__init__("raise")
         self.num_samples, self.seed, self.split, self.scale = num_samples, seed, split, scale
         self.height, self.width = as_size(size)
         if self.height % scale or self.width % scale:
             raise ValueError(f"data.size {[self.height, self.width]} must be a multiple of data.scale={scale}")
         self.ranges = make_ranges({**LINE_RANGES, **(ranges or {})})
-        self.degradation = degradation if isinstance(degradation, LineDegradation) else from_overrides(LineDegradation, degradation, "degradation settings")
+        self.degradation = (
+            degradation
+            if isinstance(degradation, LineDegradation)
+            else from_overrides(LineDegradation, degradation, "degradation settings")
+        )
         self.fonts = find_fonts(font_dir)
         self.background_kinds, self.shapes_probability = dict(background_kinds or BACKGROUND_KINDS), shapes_probability
         generate_background(np.random.default_rng(0), 2, 2, self.background_kinds)  # validate early
@@ -290,10 +365,20 @@ class SyntheticTextLinesDataset(SampleDataset):
         background = generate_background(rng, self.height, self.width, self.background_kinds, self.shapes_probability)
         style = sample_style(rng, self.ranges, self.fonts, background)
         style.center = (0.5, 0.5)
-        middle = background[self.height // 4 : self.height - self.height // 4, self.width // 8 : self.width - self.width // 8].reshape(-1, 3).mean(axis=0)
-        if np.linalg.norm(np.asarray(style.color, dtype=np.float64) - middle) < self.ranges.min_contrast:  # it was drawn for another spot
+        middle = (
+            background[
+                self.height // 4 : self.height - self.height // 4, self.width // 8 : self.width - self.width // 8
+            ]
+            .reshape(-1, 3)
+            .mean(axis=0)
+        )
+        if (
+            np.linalg.norm(np.asarray(style.color, dtype=np.float64) - middle) < self.ranges.min_contrast
+        ):  # it was drawn for another spot
             style.color = contrasting_color(rng, middle, self.ranges.min_contrast)
-            style.stroke_color = contrasting_color(rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast)
+            style.stroke_color = contrasting_color(
+                rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast
+            )
         for _ in range(4):
             layer = render_text_layer(style)
             fit = min((self.width - 4) / layer.shape[1], self.height / layer.shape[0])
@@ -314,13 +399,33 @@ class SyntheticTextLinesDataset(SampleDataset):
 class SyntheticTextLinesDataModule(BaseDataModule):
     """Embedded default for scene-text SR (module docstring); ``size`` is the HR (H, W)."""
 
-    def __init__(self, size: Sequence[int] = (32, 128), scale: int = 2, train_samples: int = 20000, val_samples: int = 64, test_samples: int = 256,
-                 seed: int = 0, degradation: dict | None = None, ranges: dict | None = None, font_dir: str | None = None,
-                 background_kinds: dict[str, float] | None = None, shapes_probability: float = 0.3, **loader_kwargs: Any):
+    def __init__(
+        self,
+        size: Sequence[int] = (32, 128),
+        scale: int = 2,
+        train_samples: int = 20000,
+        val_samples: int = 64,
+        test_samples: int = 256,
+        seed: int = 0,
+        degradation: dict | None = None,
+        ranges: dict | None = None,
+        font_dir: str | None = None,
+        background_kinds: dict[str, float] | None = None,
+        shapes_probability: float = 0.3,
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
-        self.dataset_kwargs = dict(size=size, scale=scale, seed=seed, ranges=ranges, degradation=degradation, font_dir=font_dir,
-                                   background_kinds=background_kinds, shapes_probability=shapes_probability)
+        self.dataset_kwargs = dict(
+            size=size,
+            scale=scale,
+            seed=seed,
+            ranges=ranges,
+            degradation=degradation,
+            font_dir=font_dir,
+            background_kinds=background_kinds,
+            shapes_probability=shapes_probability,
+        )
         self.build_dataset("val")  # validate the settings now
 
     def build_dataset(self, split: str) -> SyntheticTextLinesDataset:
@@ -342,8 +447,14 @@ class SRFolderDataset(SampleDataset):
     """``(stem, lr path, hr path, label)`` pairs -> samples, resized to the sizes given (``None``: as stored,
     then HR must be ``scale``× LR)."""
 
-    def __init__(self, pairs: list[tuple[str, Path, Path, str]], scale: int = 2, hr_size: Size | None = None, lr_size: Size | None = None,
-                 on_bad_sample: str = "raise"):
+    def __init__(
+        self,
+        pairs: list[tuple[str, Path, Path, str]],
+        scale: int = 2,
+        hr_size: Size | None = None,
+        lr_size: Size | None = None,
+        on_bad_sample: str = "raise",
+    ):
         super().__init__(on_bad_sample)
         self.pairs, self.scale, self.hr_size, self.lr_size = pairs, scale, hr_size, lr_size
 
@@ -353,9 +464,15 @@ class SRFolderDataset(SampleDataset):
     def load(self, index: int) -> dict[str, Any]:
         stem, lr_path, hr_path, label = self.pairs[index]
         lr, hr = resize(read_image(lr_path), self.lr_size), resize(read_image(hr_path), self.hr_size)
-        if self.hr_size is None and self.lr_size is None and hr.shape[:2] != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
-            raise BadSampleError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, not {self.scale}x {lr_path} ({lr.shape[1]}x{lr.shape[0]}); "
-                                 "set data.hr_size/data.lr_size to resize")
+        if (
+            self.hr_size is None
+            and self.lr_size is None
+            and hr.shape[:2] != (lr.shape[0] * self.scale, lr.shape[1] * self.scale)
+        ):
+            raise BadSampleError(
+                f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}, not {self.scale}x {lr_path} ({lr.shape[1]}x{lr.shape[0]}); "
+                "set data.hr_size/data.lr_size to resize"
+            )
         return sr_sample(lr, hr, label, stem)
 
 
@@ -364,11 +481,21 @@ class SRFolderDataModule(BaseDataModule):
     out (with a warning) images without a partner. Give one of ``hr_size``/``lr_size`` (H, W) and ``scale``
     gives the other."""
 
-    def __init__(self, root: str, scale: int = 2, hr_size: Sequence[int] | None = None, lr_size: Sequence[int] | None = None,
-                 on_unmatched: str = "raise", on_bad_sample: str = "raise", **loader_kwargs: Any):
+    def __init__(
+        self,
+        root: str,
+        scale: int = 2,
+        hr_size: Sequence[int] | None = None,
+        lr_size: Sequence[int] | None = None,
+        on_unmatched: str = "raise",
+        on_bad_sample: str = "raise",
+        **loader_kwargs: Any,
+    ):
         super().__init__(**loader_kwargs)
         if root in (None, "", "???"):
-            raise ValueError(f"data.root is required for the SR folder datamodule. Expected layout:\n{SR_FOLDER_LAYOUT}")
+            raise ValueError(
+                f"data.root is required for the SR folder datamodule. Expected layout:\n{SR_FOLDER_LAYOUT}"
+            )
         if on_unmatched not in ("raise", "skip"):
             raise ValueError(f"data.on_unmatched must be raise or skip, got {on_unmatched!r}")
         self.root, self.scale, self.on_unmatched = Path(root).expanduser(), scale, on_unmatched
@@ -384,7 +511,9 @@ class SRFolderDataModule(BaseDataModule):
         if not (folder / "hr").is_dir() or not (folder / "lr").is_dir():
             raise layout_error(self.root, SR_FOLDER_LAYOUT, f"no {split} split: {folder} has no hr/ and lr/ folders")
         hr, lr = list_images(folder / "hr"), list_images(folder / "lr")
-        unmatched = [f"{hr[s].name} (no lr/ partner)" for s in sorted(set(hr) - set(lr))] + [f"{lr[s].name} (no hr/ partner)" for s in sorted(set(lr) - set(hr))]
+        unmatched = [f"{hr[s].name} (no lr/ partner)" for s in sorted(set(hr) - set(lr))] + [
+            f"{lr[s].name} (no hr/ partner)" for s in sorted(set(lr) - set(hr))
+        ]
         if unmatched:
             message = f"{len(unmatched)} unpaired image(s) in {folder}: {', '.join(unmatched[:20])}"
             if self.on_unmatched == "raise":
@@ -392,7 +521,9 @@ class SRFolderDataModule(BaseDataModule):
             log.warning("leaving out %s", message)
         labels = read_labels(folder / "labels.txt") if (folder / "labels.txt").is_file() else {}
         if set(labels) - set(hr) - set(lr):
-            raise ValueError(f"{folder / 'labels.txt'} labels stems without an image: {sorted(set(labels) - set(hr) - set(lr))[:20]}")
+            raise ValueError(
+                f"{folder / 'labels.txt'} labels stems without an image: {sorted(set(labels) - set(hr) - set(lr))[:20]}"
+            )
         pairs = [(stem, lr[stem], hr[stem], labels.get(stem, "")) for stem in sorted(set(hr) & set(lr))]
         if not pairs:
             raise layout_error(self.root, SR_FOLDER_LAYOUT, f"no image pairs in {folder}")

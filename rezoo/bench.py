@@ -13,6 +13,7 @@ Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast
 pre-packs them for oneDNN on CPU — valid because inference does not change them). Tasks: ``forward`` (eval, no grad) and ``train`` (forward + backward + AdamW step of the
 model's training loss on its forward_train output when it has one). Prints and appends JSON records.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,7 +81,11 @@ class PeakMemory:
 
     def __init__(self, device: str, model: torch.nn.Module | None):
         self.device = device
-        self.model_mb = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20 if model is not None else 0.0
+        self.model_mb = (
+            sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20
+            if model is not None
+            else 0.0
+        )
         self.step_mb = 0.0
 
     @staticmethod
@@ -151,7 +156,9 @@ def output_tensors(output: Any) -> list[torch.Tensor]:
 REFERENCE_INPUTS = {"image_mask": lambda net: net, "concat": ConcatInput, "image": ImageOnly}
 
 
-def make_inputs(name: str, batch: int, size: int, device: str, mode: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def make_inputs(
+    name: str, batch: int, size: int, device: str, mode: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A random input of model ``name`` and its conditions (``zoo.model_info``): a text mask, degradation
     classes; super-resolution models get a ``size / scale`` input, so every output is ``size`` (and the
     ``size`` HR of a training step); recognizers a (B,1,32,``size``) crop."""
@@ -171,24 +178,33 @@ def make_inputs(name: str, batch: int, size: int, device: str, mode: str) -> tup
         conditions["degradation"] = torch.arange(batch) % 5
     if mode == "channels_last":
         image = image.contiguous(memory_format=torch.channels_last)
-        conditions = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in conditions.items()}
+        conditions = {
+            k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in conditions.items()
+        }
     return image.to(device), {k: v.to(device) for k, v in conditions.items()}
 
 
-def make_step(model: torch.nn.Module, args: argparse.Namespace, reference_kwargs: dict | None = None) -> Callable[[], None]:
+def make_step(
+    model: torch.nn.Module, args: argparse.Namespace, reference_kwargs: dict | None = None
+) -> Callable[[], None]:
     """One timed unit of work (a forward, or a training step) of ``model`` in ``args.mode``. Ours takes
     its conditions as keywords; a reference (``reference_kwargs`` not None) positionally, after the image."""
     device, mode = args.device, args.mode
     model = model.to(device)
     if mode == "channels_last":
-        for tensor in [*model.parameters(), *model.buffers()]:  # 4-D tensors only (prompts, temperatures are not images)
+        for tensor in [
+            *model.parameters(),
+            *model.buffers(),
+        ]:  # 4-D tensors only (prompts, temperatures are not images)
             if tensor.dim() == 4:
                 tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     image, conditions = make_inputs(args.model, args.batch, args.size, device, mode)
 
     def call(function: Callable[..., Any]) -> Any:
         if reference_kwargs is None:  # forward_train takes the conditions it uses (STE's predicts its own mask)
-            accepted = inspect.signature(function.forward if isinstance(function, torch.nn.Module) else function).parameters
+            accepted = inspect.signature(
+                function.forward if isinstance(function, torch.nn.Module) else function
+            ).parameters
             return function(image, **{k: v for k, v in conditions.items() if k in accepted})
         return function(image, *conditions.values(), **reference_kwargs)
 
@@ -221,7 +237,9 @@ def make_step(model: torch.nn.Module, args: argparse.Namespace, reference_kwargs
     return train_step
 
 
-def time_steps(steps: dict[str, Callable[[], None]], models: dict[str, torch.nn.Module], args: argparse.Namespace) -> dict[str, dict]:
+def time_steps(
+    steps: dict[str, Callable[[], None]], models: dict[str, torch.nn.Module], args: argparse.Namespace
+) -> dict[str, dict]:
     """Warm up, then time every step ``args.repeats`` times; several steps are interleaved (a, b, a, b,
     ...) so that drift in the machine's speed affects them alike. Then one untimed step each under
     :class:`PeakMemory`, so that each implementation's memory is its own."""
@@ -248,8 +266,11 @@ def time_steps(steps: dict[str, Callable[[], None]], models: dict[str, torch.nn.
         memory.measure(steps[name])
         median = statistics.median(values)
         results[name] = {
-            "seconds_per_batch": median, "images_per_s": args.batch / median, "peak_memory_mb": memory.peak_mb,
-            "times": [round(t, 4) for t in values], "interleaved_with": [n for n in steps if n != name],
+            "seconds_per_batch": median,
+            "images_per_s": args.batch / median,
+            "peak_memory_mb": memory.peak_mb,
+            "times": [round(t, 4) for t in values],
+            "interleaved_with": [n for n in steps if n != name],
         }
     return results
 
@@ -262,7 +283,9 @@ def markdown_table(records: list[dict]) -> str:
     ]
     for r in records:
         if "error" in r:  # e.g. out of memory (benchmarks/gpu.sh)
-            lines.append(f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | | | {r['error']} | | |")
+            lines.append(
+                f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | | | {r['error']} | | |"
+            )
             continue
         lines.append(
             f"| {r['model']} | {r['implementation']} | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | "
@@ -272,17 +295,27 @@ def markdown_table(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--table", type=Path, default=None, help="print a markdown table of a results file and exit")
     parser.add_argument("--model", choices=zoo.list_models())
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--mode", choices=MODES, default="eager")
-    parser.add_argument("--task", choices=("forward", "train", "sampling"), default="forward",
-                        help="sampling (diffusion models): time and score the full and the fast sampler on a run's validation set")
+    parser.add_argument(
+        "--task",
+        choices=("forward", "train", "sampling"),
+        default="forward",
+        help="sampling (diffusion models): time and score the full and the fast sampler on a run's validation set",
+    )
     parser.add_argument("--weights", default=None, help="--task sampling: the trained weights (a run's checkpoint)")
-    parser.add_argument("--data-config", type=Path, default=None,
-                        help="--task sampling: the run's config.yaml, whose data section gives the validation set")
+    parser.add_argument(
+        "--data-config",
+        type=Path,
+        default=None,
+        help="--task sampling: the run's config.yaml, whose data section gives the validation set",
+    )
     parser.add_argument("--fast-steps", type=int, default=10, help="--task sampling: steps of the fast sampler")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, default=2)
@@ -292,9 +325,15 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
     parser.add_argument("--model-kwargs", default="{}", help='JSON architecture kwargs, e.g. {"inference_size": null}')
     parser.add_argument("--reference-init", default="{}", help="JSON kwargs for the reference constructor")
-    parser.add_argument("--reference-input", choices=tuple(REFERENCE_INPUTS), default="image_mask",
-                        help="how the reference takes its input: (image, mask); one tensor [2·image − 1, mask] (GaRNet/EnsNet style); the image alone (STE)")
-    parser.add_argument("--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights")
+    parser.add_argument(
+        "--reference-input",
+        choices=tuple(REFERENCE_INPUTS),
+        default="image_mask",
+        help="how the reference takes its input: (image, mask); one tensor [2·image − 1, mask] (GaRNet/EnsNet style); the image alone (STE)",
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights"
+    )
     parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
     args = parser.parse_args(argv)
     if args.table:
@@ -310,16 +349,25 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
     steps, models = {}, {}
     if args.reference:
         models["reference"] = reference = load_reference(args.reference, json.loads(args.reference_init))
-        steps["reference"] = make_step(REFERENCE_INPUTS[args.reference_input](reference), args, json.loads(args.reference_kwargs))
+        steps["reference"] = make_step(
+            REFERENCE_INPUTS[args.reference_input](reference), args, json.loads(args.reference_kwargs)
+        )
     if not args.reference or args.compare:
         models["rezoo"] = ours = zoo.create_model(args.model, **json.loads(args.model_kwargs))
         if args.reference:  # same weights as the reference (its key names are the official ones)
             zoo.load_weights(ours, args.model, _save_state(reference), progress=False)
         steps = {"rezoo": make_step(ours, args), **steps}
     common = {
-        "model": args.model, "reference": args.reference, "size": args.size, "batch": args.batch,
-        "mode": args.mode, "task": args.task, "device": args.device, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "model": args.model,
+        "reference": args.reference,
+        "size": args.size,
+        "batch": args.batch,
+        "mode": args.mode,
+        "task": args.task,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
     }
     records = [{"implementation": name, **common, **result} for name, result in time_steps(steps, models, args).items()]
@@ -356,10 +404,21 @@ def sampling_records(args: argparse.Namespace) -> list[dict]:
         raise UserError(f"--task sampling is for diffusion models; {args.model} has no sampler")
     datamodule = instantiate(OmegaConf.load(args.data_config).data)
     datamodule.setup("validate")
-    batches = [{k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()} for batch in datamodule.val_dataloader()]
+    batches = [
+        {k: v.to(args.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        for batch in datamodule.val_dataloader()
+    ]
     images = sum(len(batch["lr"]) for batch in batches)
-    common = {"model": args.model, "weights": str(args.weights), "task": "sampling", "images": images, "device": args.device,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.processor() or platform.machine()}
+    common = {
+        "model": args.model,
+        "weights": str(args.weights),
+        "task": "sampling",
+        "images": images,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
 
     def run(function) -> tuple[float, float]:
         scores, start = [], time.perf_counter()
@@ -372,12 +431,26 @@ def sampling_records(args: argparse.Namespace) -> list[dict]:
     for name, steps in (("full", model.timesteps), ("fast", args.fast_steps)):
         seconds, value = run(lambda batch, steps=steps: model(batch["lr"], steps=steps))
         records.append({**common, "sampler": name, "steps": steps, "s_per_image": seconds, "psnr": value})
-    records.append({**common, "sampler": "speedup", "full_over_fast": records[0]["s_per_image"] / records[1]["s_per_image"],
-                    "psnr_full_minus_fast": records[0]["psnr"] - records[1]["psnr"]})
+    records.append(
+        {
+            **common,
+            "sampler": "speedup",
+            "full_over_fast": records[0]["s_per_image"] / records[1]["s_per_image"],
+            "psnr_full_minus_fast": records[0]["psnr"] - records[1]["psnr"],
+        }
+    )
     bicubic = float(torch.cat([psnr(batch["image"].float(), batch["target"].float()) for batch in batches]).mean())
     seconds, refined = run(lambda batch: model.refine(batch["lr"], batch["image"]))
-    records.append({**common, "sampler": "refine_bicubic", "steps": model.sample_steps or model.timesteps, "s_per_image": seconds,
-                    "psnr_before": bicubic, "psnr": refined})
+    records.append(
+        {
+            **common,
+            "sampler": "refine_bicubic",
+            "steps": model.sample_steps or model.timesteps,
+            "s_per_image": seconds,
+            "psnr_before": bicubic,
+            "psnr": refined,
+        }
+    )
     return records
 
 

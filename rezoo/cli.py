@@ -12,6 +12,7 @@
 ``rezoo <command> --help`` describes each. Mistakes in what was given (a wrong path, layout, file,
 weights or download) end with one message and exit status 2, without a traceback.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,7 +32,7 @@ COMMANDS = {
     "score": ("rezoo.score", "score a folder of outputs against ground truth"),
     "export": ("rezoo.export", "export a checkpoint as a release file (safetensors) or an ONNX graph"),
     "bench": ("rezoo.bench", "time a model (and the official code) and measure its memory"),
-    "demo": ("rezoo.demo", "try a model in the browser (Gradio; pip install -e \".[demo]\")"),
+    "demo": ("rezoo.demo", 'try a model in the browser (Gradio; pip install -e ".[demo]")'),
     "list": ("rezoo.cli", "list the registered models"),
 }
 
@@ -63,13 +64,25 @@ def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> li
     for info in infos:
         inputs = ", ".join(f"{n}?" if n in info["optional"] else n for n in info["inputs"])
         tags = ", ".join(f"{t}*" if t == info["default_tag"] else t for t in info["tags"]) or "-"
-        table.add_row(info["name"], info["task"], inputs, f"{info['scale']}x", f"{info['params']:,}", "yes" if info["onnx"] else "no", tags)
+        table.add_row(
+            info["name"],
+            info["task"],
+            inputs,
+            f"{info['scale']}x",
+            f"{info['params']:,}",
+            "yes" if info["onnx"] else "no",
+            tags,
+        )
     console = Console(width=max(Console().width, 110))
     console.print(table)
-    console.print("input?: optional; tag*: the default weights (pretrained=True); onnx: rezoo export --format onnx", markup=False)
+    console.print(
+        "input?: optional; tag*: the default weights (pretrained=True); onnx: rezoo export --format onnx", markup=False
+    )
     for info in infos:
         if not info["onnx"]:
-            console.print(f"no onnx: {info['name']}: {info['onnx_note'] or 'not supported'}", markup=False, soft_wrap=True)
+            console.print(
+                f"no onnx: {info['name']}: {info['onnx_note'] or 'not supported'}", markup=False, soft_wrap=True
+            )
     return infos
 
 
@@ -78,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(argv)
 
 
-def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     """Our own warnings as one ``warning:`` line; everyone else's as Python prints them."""
     if issubclass(category, UnverifiedWeightsWarning):
         return f"warning: {message}\n"

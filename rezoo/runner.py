@@ -1,5 +1,6 @@
 """What the Hydra commands (train, eval) share: the profile choice, config resolvers, the config
 tree, instantiating callback/logger groups, and turning user errors into one clear message."""
+
 from __future__ import annotations
 
 import logging
@@ -63,7 +64,9 @@ def resolve_profile(overrides: Sequence[str], cuda_available: bool | None = None
     return [*rest, f"profile={profile}"], profile, reason
 
 
-def print_config_tree(cfg: DictConfig, order: Sequence[str] = ("model_name", "profile", "data", "model", "trainer", "callbacks", "logger")) -> None:
+def print_config_tree(
+    cfg: DictConfig, order: Sequence[str] = ("model_name", "profile", "data", "model", "trainer", "callbacks", "logger")
+) -> None:
     """Print the composed config as a rich tree, the main groups first (lightning-hydra-template style)."""
     import rich
     import rich.syntax
@@ -74,7 +77,9 @@ def print_config_tree(cfg: DictConfig, order: Sequence[str] = ("model_name", "pr
     for key in keys:
         value = cfg[key]
         text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
-        tree.add(str(key), style="bold").add(rich.syntax.Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+        tree.add(str(key), style="bold").add(
+            rich.syntax.Syntax(text, "yaml", theme="ansi_dark", background_color="default")
+        )
     rich.print(tree)
 
 

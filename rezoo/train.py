@@ -7,6 +7,7 @@ Overrides: ``data=<name> data.root=...``, ``trainer.*``, ``trainer=ddp``, ``pret
 (``.hydra/`` and ``config.yaml``), ``checkpoints/`` (last.ckpt, best by val/psnr), ``metrics.csv``
 (with ``hparams.yaml``) and ``samples/``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,11 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")), logger=instantiate_group(cfg.get("logger")) or False)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")) or False,
+    )
     if trainer.global_rank == 0:
         if cfg.get("print_config"):
             print_config_tree(cfg)

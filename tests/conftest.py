@@ -1,4 +1,5 @@
 """Test settings: offline, CPU, small; helpers to run the tools as a user would."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,15 @@ from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 # Small but complete runs of tools/train.py (the real network, tiny images and few steps).
 TINY_TRAIN = [
-    "data.size=32", "data.train_samples=64", "data.val_samples=4", "data.val_batch_size=4", "data.batch_size=2",
-    "data.num_workers=0", "model.net.iters=2", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
+    "data.size=32",
+    "data.train_samples=64",
+    "data.val_samples=4",
+    "data.val_batch_size=4",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "model.net.iters=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
 ]
 
 # Small versions of every registered model (the same code paths, a fraction of the width/depth).
@@ -37,9 +45,21 @@ TINY_NETS = {
     "deeperaser": {"iters": 2},
     "garnet": {"inference_size": None},
     "ste": {"width": 8},
-    "pip": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "prompt_dims": [8, 16, 32], "prompt_sizes": [8, 4, 2]},
-    "pip_nafnet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
-                   "prompt_dims": [8, 16, 32, 32], "prompt_sizes": [8, 4, 2, 2]},
+    "pip": {
+        "dim": 8,
+        "num_blocks": [1, 1, 1, 1],
+        "num_refinement_blocks": 1,
+        "prompt_dims": [8, 16, 32],
+        "prompt_sizes": [8, 4, 2],
+    },
+    "pip_nafnet": {
+        "width": 8,
+        "enc_blk_nums": [1, 1, 1, 1],
+        "middle_blk_num": 1,
+        "dec_blk_nums": [1, 1, 1, 1],
+        "prompt_dims": [8, 16, 32, 32],
+        "prompt_sizes": [8, 4, 2, 2],
+    },
     "textdiff": {"channels": 8, "blocks": 1, "unet_channels": 8, "unet_multipliers": [1, 2], "timesteps": 10},
     "crnn": {"hidden_size": 16},
     "easyocr_en": {"output_channel": 32, "hidden_size": 16},
@@ -51,7 +71,9 @@ TINY_NETS = {
 RELEASED_BASES = {"gramsr": {"base_model": SD21_BASE, "dino_model": DINOV3_VITB16}}
 
 
-IMAGE_MODELS = [name for name in zoo.list_models() if zoo.model_info(name)["task"] not in ("recognition", "text_detection")]  # image in, image out
+IMAGE_MODELS = [
+    name for name in zoo.list_models() if zoo.model_info(name)["task"] not in ("recognition", "text_detection")
+]  # image in, image out
 
 
 def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -66,15 +88,23 @@ def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[tor
     return image, conditions
 
 
-def run_tool(script: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_tool(
+    script: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``tools/<script>`` in a fresh interpreter, like a user would."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / script), *args], cwd=cwd or ROOT, env=env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, str(ROOT / "tools" / script), *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{script} {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 

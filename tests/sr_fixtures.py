@@ -1,4 +1,5 @@
 """Tiny scene-text SR datasets in the real layouts: TextZoom lmdb envs and custom SR folders."""
+
 from __future__ import annotations
 
 import io
@@ -65,7 +66,9 @@ def write_textzoom(root: Path, splits: dict[str, int] | None = None, seed: int =
             width = int(rng.integers(3 * height, 6 * height))
             hr = word_crop(rng, text, height, width)
             factor = float(rng.uniform(2, 3))
-            lr = Image.fromarray(hr).resize((max(4, round(width / factor)), max(4, round(height / factor))), Image.BICUBIC)
+            lr = Image.fromarray(hr).resize(
+                (max(4, round(width / factor)), max(4, round(height / factor))), Image.BICUBIC
+            )
             if number % 2:
                 lr = lr.resize((width, height), Image.BICUBIC)
             entries[f"label-{number:09d}"] = text.encode()
@@ -89,7 +92,9 @@ def put_entry(root: Path, split: str, key: str, value: bytes | None) -> None:
     env.close()
 
 
-def make_sr_folder(root: Path, seed: int = 0, scale: int = 2, counts: dict[str, int] | None = None) -> dict[str, list[str]]:
+def make_sr_folder(
+    root: Path, seed: int = 0, scale: int = 2, counts: dict[str, int] | None = None
+) -> dict[str, list[str]]:
     """``root/{train,val,test}/{hr,lr}/<stem>.png`` (HR 24x96, LR ``scale``× smaller) and a ``labels.txt``
     per split, tab-separated except the last line (space-separated). Returns ``{split: labels by stem order}``."""
     rng = np.random.default_rng(seed)
@@ -100,7 +105,10 @@ def make_sr_folder(root: Path, seed: int = 0, scale: int = 2, counts: dict[str, 
             stem, text = f"word_{k}", str(rng.choice(WORDS))
             hr = word_crop(rng, text, 24, 96)
             write_image(root / split / "hr" / f"{stem}.png", hr)
-            write_image(root / split / "lr" / f"{stem}.png", np.asarray(Image.fromarray(hr).resize((96 // scale, 24 // scale), Image.BICUBIC)))
+            write_image(
+                root / split / "lr" / f"{stem}.png",
+                np.asarray(Image.fromarray(hr).resize((96 // scale, 24 // scale), Image.BICUBIC)),
+            )
             lines.append(f"{stem}{' ' if k == count - 1 else chr(9)}{text}")
             labels[split].append(text)
         (root / split / "labels.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -120,8 +128,14 @@ def hq_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def make_realsr_pairs(root: Path, names: tuple[str, ...] = REALSR_NAMES, lr_size: int = 32, scale: int = 4, layout: str = "stablesr",
-                      seed: int = 0) -> list[str]:
+def make_realsr_pairs(
+    root: Path,
+    names: tuple[str, ...] = REALSR_NAMES,
+    lr_size: int = 32,
+    scale: int = 4,
+    layout: str = "stablesr",
+    seed: int = 0,
+) -> list[str]:
     """A StableSR-style test set under ``root``: ``test_LR/<name>.png`` (``lr_size``²) and ``test_HR/<name>.png``
     (``scale``× larger), same file names (``layout="lqgt"``: ``lq/`` + ``gt/``); LR = PIL bicubic of HR. Returns the names."""
     rng = np.random.default_rng(seed)
@@ -129,17 +143,23 @@ def make_realsr_pairs(root: Path, names: tuple[str, ...] = REALSR_NAMES, lr_size
     for name in names:
         hr = hq_scene(rng, lr_size * scale, lr_size * scale)
         write_image(root / hr_dir / f"{name}.png", hr)
-        write_image(root / lr_dir / f"{name}.png", np.asarray(Image.fromarray(hr).resize((lr_size, lr_size), Image.BICUBIC)))
+        write_image(
+            root / lr_dir / f"{name}.png", np.asarray(Image.fromarray(hr).resize((lr_size, lr_size), Image.BICUBIC))
+        )
     return list(names)
 
 
-def make_hq_folder(root: Path, seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((72, 96), (96, 64), (40, 56), (64, 64), (80, 120))) -> list[Path]:
+def make_hq_folder(
+    root: Path, seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((72, 96), (96, 64), (40, 56), (64, 64), (80, 120))
+) -> list[Path]:
     """HQ images (H, W in ``sizes``) in nested folders as LSDIR/FFHQ ship them: ``root/LSDIR/0001000/<n>.png`` for the
     first half, ``root/FFHQ/<n>.jpg`` (quality 95) for the rest. Returns the paths, sorted."""
     rng = np.random.default_rng(seed)
     paths = []
     for k, (height, width) in enumerate(sizes):
-        path = root / "LSDIR" / "0001000" / f"{k:07d}.png" if k < (len(sizes) + 1) // 2 else root / "FFHQ" / f"{k:05d}.jpg"
+        path = (
+            root / "LSDIR" / "0001000" / f"{k:07d}.png" if k < (len(sizes) + 1) // 2 else root / "FFHQ" / f"{k:05d}.jpg"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(hq_scene(rng, height, width)).save(path, quality=95)
         paths.append(path)

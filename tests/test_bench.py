@@ -1,5 +1,6 @@
 """``rezoo bench``: inputs from ``zoo.model_info`` for every model, typed training outputs, and peak
 memory measured per implementation when two are interleaved."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,26 @@ from tests.conftest import TINY_NETS, run_tool
 def test_bench_runs_every_model_forward_and_train(name, tmp_path):
     out = tmp_path / "bench.json"
     for task in ("forward", "train"):
-        bench(["--model", name, "--size", "32", "--batch", "2", "--task", task, "--warmup", "1", "--repeats", "1",
-               "--model-kwargs", json.dumps(TINY_NETS[name]), "--out", str(out)])
+        bench(
+            [
+                "--model",
+                name,
+                "--size",
+                "32",
+                "--batch",
+                "2",
+                "--task",
+                task,
+                "--warmup",
+                "1",
+                "--repeats",
+                "1",
+                "--model-kwargs",
+                json.dumps(TINY_NETS[name]),
+                "--out",
+                str(out),
+            ]
+        )
     records = json.loads(out.read_text())
     assert [r["task"] for r in records] == ["forward", "train"]
     assert all(r["images_per_s"] > 0 and r["peak_memory_mb"] > 0 for r in records)
@@ -35,8 +54,26 @@ def test_peak_memory_is_measured_per_implementation(tmp_path):
     # a fresh process, as users run it: in a test worker that already ran other tests, the hog can reuse
     # memory that stayed resident, and a resident-set measure cannot see it
     out = tmp_path / "bench.json"
-    run_tool("bench.py", "--model", "deeperaser", "--size", "32", "--warmup", "1", "--repeats", "2", "--model-kwargs", '{"iters": 2}',
-             "--reference", f"{reference}:Hog", "--reference-init", '{"iters": 2}', "--compare", "--out", str(out))
+    run_tool(
+        "bench.py",
+        "--model",
+        "deeperaser",
+        "--size",
+        "32",
+        "--warmup",
+        "1",
+        "--repeats",
+        "2",
+        "--model-kwargs",
+        '{"iters": 2}',
+        "--reference",
+        f"{reference}:Hog",
+        "--reference-init",
+        '{"iters": 2}',
+        "--compare",
+        "--out",
+        str(out),
+    )
     records = json.loads(out.read_text())
     memory = {r["implementation"]: r["peak_memory_mb"] for r in records}
     assert memory["reference"] - memory["rezoo"] > 150, memory

@@ -1,4 +1,5 @@
 """The torchvision compat step: both branches, in fresh interpreters (it must run before import)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,9 @@ compat = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(compat)
 """
 
-SIMULATED_FAILURE = LOAD_COMPAT + """
+SIMULATED_FAILURE = (
+    LOAD_COMPAT
+    + """
 def failing_load():
     raise OSError("libcudart.so: cannot open shared object file (simulated)")
 assert compat.ensure_torchvision_importable(failing_load) == "pure-torch"
@@ -26,12 +29,16 @@ from torchvision.transforms import v2  # torchvision imports and works
 boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float32)
 print(torch.ops.torchvision.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist())
 """
+)
 
-SIMULATED_SUCCESS = LOAD_COMPAT + """
+SIMULATED_SUCCESS = (
+    LOAD_COMPAT
+    + """
 assert compat.ensure_torchvision_importable(lambda: None) == "native"
 assert compat._LIBRARY is None  # nothing registered when the compiled ops load
 print("native")
 """
+)
 
 
 def run_python(code: str) -> str:

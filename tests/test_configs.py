@@ -1,4 +1,5 @@
 """Every config composes, and its datamodule/module/trainer instantiate (lightning-hydra-template style)."""
+
 from __future__ import annotations
 
 from importlib.resources import files
@@ -45,22 +46,35 @@ def data_root_overrides(data_name: str, tmp_path, paired_folder) -> list[str]:
         "realsr_pairs": lambda: (make_realsr_pairs(tmp_path / "rsr"), [f"data.root={tmp_path / 'rsr'}"])[1],
         "hq_folder": lambda: (make_hq_folder(tmp_path / "hq"), [f"data.root={tmp_path / 'hq'}", "data.val_size=1"])[1],
         "scut_enstext_synthtext": lambda: [
-            f"data.sources.scut.root={fx.make_scut_enstext(tmp_path / 'scut')}", f"data.sources.synth.root={fx.make_synthtext(tmp_path / 'synth')}",
+            f"data.sources.scut.root={fx.make_scut_enstext(tmp_path / 'scut')}",
+            f"data.sources.synth.root={fx.make_synthtext(tmp_path / 'synth')}",
         ],
     }
     return builders.get(data_name, list)()
 
 
 # the family each data config feeds (the rest is text removal); every zoo is also composed with its own default data
-DATA_FAMILY = {"allinone": "pip", "synthetic_restoration": "pip", "textzoom": "textdiff", "synthetic_textlines": "textdiff", "sr_folder": "textdiff",
-               "realsr_pairs": "textdiff", "hq_folder": "textdiff", "synthetic_sr": "textdiff"}
-PAIRS = sorted({(z, None) for z in names("zoo")} | {(DATA_FAMILY.get(d, "deeperaser"), d) for d in names("data")}, key=str)
+DATA_FAMILY = {
+    "allinone": "pip",
+    "synthetic_restoration": "pip",
+    "textzoom": "textdiff",
+    "synthetic_textlines": "textdiff",
+    "sr_folder": "textdiff",
+    "realsr_pairs": "textdiff",
+    "hq_folder": "textdiff",
+    "synthetic_sr": "textdiff",
+}
+PAIRS = sorted(
+    {(z, None) for z in names("zoo")} | {(DATA_FAMILY.get(d, "deeperaser"), d) for d in names("data")}, key=str
+)
 
 
 @pytest.mark.parametrize(("zoo_name", "data_name"), PAIRS)
 def test_zoo_and_data_instantiate(zoo_name, data_name, paired_folder, tmp_path):
     data = [f"data={data_name}", *data_root_overrides(data_name, tmp_path, paired_folder)] if data_name else []
-    base = ["profile=quick"] if zoo.model_info(zoo_name)["base"] else []  # a frozen base by argument (GramSR): the quick random stack
+    base = (
+        ["profile=quick"] if zoo.model_info(zoo_name)["base"] else []
+    )  # a frozen base by argument (GramSR): the quick random stack
     cfg = compose_train([f"zoo={zoo_name}", f"run_dir={tmp_path}", *base, *data])
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
@@ -72,7 +86,15 @@ def test_zoo_and_data_instantiate(zoo_name, data_name, paired_folder, tmp_path):
 @pytest.mark.parametrize("trainer_name", names("trainer"))
 @pytest.mark.parametrize("logger_name", names("logger"))
 def test_trainer_logger_callbacks_instantiate(trainer_name, logger_name, tmp_path):
-    cfg = compose_train([f"trainer={trainer_name}", f"logger={logger_name}", "trainer.accelerator=cpu", "trainer.devices=1", f"run_dir={tmp_path}"])
+    cfg = compose_train(
+        [
+            f"trainer={trainer_name}",
+            f"logger={logger_name}",
+            "trainer.accelerator=cpu",
+            "trainer.devices=1",
+            f"run_dir={tmp_path}",
+        ]
+    )
     loggers = instantiate_group(cfg.logger)
     callbacks = instantiate_group(cfg.callbacks)
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks)
@@ -85,7 +107,9 @@ def test_experiments_compose_and_instantiate(experiment, tmp_path, paired_folder
     cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}"])
     data_name = cfg.data._target_.split(".")[1]
     selected = {"scut_enstext": "scut_enstext", "mixed": "scut_enstext_synthtext", "posterase": "posterase"}[data_name]
-    cfg = compose_train([f"experiment={experiment}", f"run_dir={tmp_path}", *data_root_overrides(selected, tmp_path, paired_folder)])
+    cfg = compose_train(
+        [f"experiment={experiment}", f"run_dir={tmp_path}", *data_root_overrides(selected, tmp_path, paired_folder)]
+    )
     assert cfg.model_name in experiment and cfg.protocol in ("erasenet", "garnet", None)
     assert cfg.profile.name == "full"  # recipes run as the papers give them
     datamodule = instantiate(cfg.data)
@@ -104,7 +128,11 @@ def test_auto_profile_is_quick_on_cpu_and_full_with_a_gpu_or_a_recipe():
     assert resolve_profile(["profile=auto"], cuda_available=False)[0] == ["profile=quick"]
     assert resolve_profile([], cuda_available=True)[1] == "full"
     assert resolve_profile(["experiment=ste_posterase"], cuda_available=False)[1] == "full"
-    assert resolve_profile(["profile=full"], cuda_available=False) == (["profile=full"], "full", "given on the command line")
+    assert resolve_profile(["profile=full"], cuda_available=False) == (
+        ["profile=full"],
+        "full",
+        "given on the command line",
+    )
     with pytest.raises(UserError, match="profile=fast is not a profile"):
         resolve_profile(["profile=fast"])
 
@@ -115,9 +143,15 @@ def test_quick_profile_shrinks_the_run_and_command_line_keys_win(zoo_name, tmp_p
     quick = compose_train([f"zoo={zoo_name}", "profile=quick", f"run_dir={tmp_path}"])
     assert quick.profile.name == "quick" and full.profile.name == "full"
     assert quick.trainer.max_steps < full.trainer.max_steps
-    assert quick.data.size < full.data.size if isinstance(full.data.size, int) else quick.data.train_samples < full.data.train_samples  # text lines keep TextZoom's size
+    assert (
+        quick.data.size < full.data.size
+        if isinstance(full.data.size, int)
+        else quick.data.train_samples < full.data.train_samples
+    )  # text lines keep TextZoom's size
     assert quick.data.num_workers == 0
-    explicit = compose_train([f"zoo={zoo_name}", "profile=quick", "trainer.max_steps=7", "data.size=40", f"run_dir={tmp_path}"])
+    explicit = compose_train(
+        [f"zoo={zoo_name}", "profile=quick", "trainer.max_steps=7", "data.size=40", f"run_dir={tmp_path}"]
+    )
     assert explicit.trainer.max_steps == 7 and explicit.data.size == 40
 
 

@@ -1,6 +1,7 @@
 """The model contract every family keeps (docs/design.md): registry metadata, keyword conditions, any
 H×W through one padding helper, typed training outputs; and the package: version, package data, the
 ``rezoo`` console script."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ import torch
 
 import zoo
 from tests.conftest import IMAGE_MODELS, RELEASED_BASES, ROOT, TINY_NETS, tiny_inputs
-from zoo.common.padding import crop_to, pad_to_multiple
+from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import TASKS
 from zoo.weights import load_manifest
 
@@ -43,14 +44,21 @@ def test_model_info_is_a_plain_description(name):
 
 
 def test_model_info_of_the_families():
-    assert zoo.model_info("deeperaser")["inputs"] == ("image", "mask") and not zoo.model_info("deeperaser")["composites"]
+    assert (
+        zoo.model_info("deeperaser")["inputs"] == ("image", "mask") and not zoo.model_info("deeperaser")["composites"]
+    )
     assert zoo.model_info("garnet")["composites"] and zoo.model_info("garnet")["pad_multiple"] == 32
     assert zoo.model_info("ste")["optional"] == ("mask",)
     for name in ("pip", "pip_nafnet"):
-        assert zoo.model_info(name)["task"] == "restoration" and zoo.model_info(name)["inputs"] == ("image", "degradation")
+        assert zoo.model_info(name)["task"] == "restoration" and zoo.model_info(name)["inputs"] == (
+            "image",
+            "degradation",
+        )
     assert zoo.model_info("pip")["params"] == 27_429_510  # the released PIP-Restormer
     assert zoo.model_info("textdiff")["task"] == "super_resolution" and zoo.model_info("textdiff")["scale"] == 2
-    assert zoo.model_info("crnn")["task"] == "recognition" and zoo.model_info("crnn")["params"] == 8_331_301  # meijieru/crnn.pytorch
+    assert (
+        zoo.model_info("crnn")["task"] == "recognition" and zoo.model_info("crnn")["params"] == 8_331_301
+    )  # meijieru/crnn.pytorch
 
 
 def test_list_models_pretrained_lists_the_names_with_manifest_weights():
@@ -112,21 +120,41 @@ def test_wheel_ships_configs_manifest_and_console_script(tmp_path):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     for file in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / file, source / file)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("rezoo-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     configs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rezoo" / "configs").rglob("*.yaml")}
     assert configs and configs <= names, sorted(configs - names)
-    assert {"zoo/manifest.yaml", "rezoo/cli.py", "datamodules/base.py", "zoo/common/padding.py"} <= names
+    assert {"zoo/manifest.yaml", "rezoo/cli.py", "datamodules/base.py", "zoo/nn/padding.py"} <= names
     assert "rezoo = rezoo.cli:main" in entry_points
 
 
 def test_rezoo_list_prints_every_model():
-    result = subprocess.run([sys.executable, "-c", "from rezoo.cli import main; main(['list'])"], capture_output=True, text=True,
-                            timeout=120, env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", "from rezoo.cli import main; main(['list'])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr
     for name in MODELS:
         info = zoo.model_info(name)

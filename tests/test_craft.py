@@ -1,5 +1,6 @@
 """CRAFT (zoo.craft): the official state_dict layout, score shapes, EasyOCR's box post-processing and its
 mapping back to input pixels, the zip / installed-package weight sources, and the released weights."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,22 +14,35 @@ from PIL import Image, ImageDraw
 
 import zoo
 from zoo import weights
-from zoo.common.fonts import load_font
 from zoo.craft.model import CRAFT, boxes_from_scores, fit_to_canvas, polygon_from_box
 from zoo.errors import DownloadError
+from zoo.imaging.fonts import load_font
 
 HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
-needs_ocr_weights = pytest.mark.skipif(not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed")
+needs_ocr_weights = pytest.mark.skipif(
+    not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed"
+)
 
 # clovaai/CRAFT-pytorch's CRAFT() (EasyOCR's craft.py), DataParallel's "module." stripped: the VGG16-BN
 # layers in torchvision numbering (conv, batch norm) per slice, fc6/fc7, the decoder and the head.
 VGG_SLICES = {1: (0, 3, 7, 10), 2: (14, 17), 3: (20, 24, 27), 4: (30, 34, 37)}
 BATCHNORM_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 OFFICIAL_KEYS = (
-    [k for s, convs in VGG_SLICES.items() for c in convs for k in
-     [f"basenet.slice{s}.{c}.weight", f"basenet.slice{s}.{c}.bias"] + [f"basenet.slice{s}.{c + 1}.{t}" for t in BATCHNORM_TENSORS]]
+    [
+        k
+        for s, convs in VGG_SLICES.items()
+        for c in convs
+        for k in [f"basenet.slice{s}.{c}.weight", f"basenet.slice{s}.{c}.bias"]
+        + [f"basenet.slice{s}.{c + 1}.{t}" for t in BATCHNORM_TENSORS]
+    ]
     + [f"basenet.slice5.{i}.{t}" for i in (1, 2) for t in ("weight", "bias")]
-    + [k for u in range(1, 5) for i in (0, 3) for k in [f"upconv{u}.conv.{i}.weight", f"upconv{u}.conv.{i}.bias"] + [f"upconv{u}.conv.{i + 1}.{t}" for t in BATCHNORM_TENSORS]]
+    + [
+        k
+        for u in range(1, 5)
+        for i in (0, 3)
+        for k in [f"upconv{u}.conv.{i}.weight", f"upconv{u}.conv.{i}.bias"]
+        + [f"upconv{u}.conv.{i + 1}.{t}" for t in BATCHNORM_TENSORS]
+    ]
     + [f"conv_cls.{i}.{t}" for i in (0, 2, 4, 6, 8) for t in ("weight", "bias")]
 )
 
@@ -41,8 +55,18 @@ def model() -> CRAFT:
 def test_state_dict_and_parameter_count_are_the_official_ones(model):
     state = model.state_dict()
     assert list(state) == OFFICIAL_KEYS
-    assert state["basenet.slice5.1.weight"].shape == (1024, 512, 3, 3) and state["basenet.slice5.2.weight"].shape == (1024, 1024, 1, 1)
-    assert state["upconv1.conv.0.weight"].shape == (512, 1536, 1, 1) and state["conv_cls.8.weight"].shape == (2, 16, 1, 1)
+    assert state["basenet.slice5.1.weight"].shape == (1024, 512, 3, 3) and state["basenet.slice5.2.weight"].shape == (
+        1024,
+        1024,
+        1,
+        1,
+    )
+    assert state["upconv1.conv.0.weight"].shape == (512, 1536, 1, 1) and state["conv_cls.8.weight"].shape == (
+        2,
+        16,
+        1,
+        1,
+    )
     assert sum(p.numel() for p in model.parameters()) == zoo.model_info("craft")["params"] == 20_770_466
     info = zoo.model_info("craft")
     assert info["task"] == "text_detection" and info["inputs"] == ("image",) and info["default_tag"] == "mlt_25k"
@@ -89,11 +113,16 @@ def test_detect_maps_the_score_boxes_back_to_input_pixels(model, monkeypatch):
     (words,) = model.detect(torch.rand(1, 3, 100, 150))  # canvas 150x225 -> 160x256, scores 80x128
     assert calls == [(1, 3, 160, 256)]
     # 31x11 blob: dilation n = int(2 sqrt(11)) = 6, a 7x7 square: 3 px each side -> x 7..43, y 7..23
-    expected = [np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32) * 2 / 1.5 for x0, y0, x1, y1 in [(7, 7, 43, 23), (67, 47, 113, 63)]]
+    expected = [
+        np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32) * 2 / 1.5
+        for x0, y0, x1, y1 in [(7, 7, 43, 23), (67, 47, 113, 63)]
+    ]
     assert len(words) == 2 and all(w.dtype == np.float32 and w.shape == (4, 2) for w in words)
     for word, box in zip(sorted(words, key=lambda w: w[0, 0]), expected):
         np.testing.assert_allclose(word, box, atol=1e-4)
-    (at_one,) = model.detect(torch.rand(1, 3, 100, 150), mag_ratio=1.0)  # canvas 100x150 -> scores x 2, no magnification
+    (at_one,) = model.detect(
+        torch.rand(1, 3, 100, 150), mag_ratio=1.0
+    )  # canvas 100x150 -> scores x 2, no magnification
     np.testing.assert_allclose(sorted(at_one, key=lambda w: w[0, 0])[0], expected[0] * 1.5, atol=1e-4)
 
 
@@ -163,7 +192,11 @@ def zip_manifest(tmp_path, monkeypatch, member_bytes: bytes, member="weights.pth
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("README.txt", "not the weights")
         zipped.writestr(member, member_bytes)
-    entry = {"url": archive.as_uri(), "archive_member": "weights.pth", "sha256": sha256 or hashlib.sha256(member_bytes).hexdigest()}
+    entry = {
+        "url": archive.as_uri(),
+        "archive_member": "weights.pth",
+        "sha256": sha256 or hashlib.sha256(member_bytes).hexdigest(),
+    }
     if package:
         entry["package"] = package
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({"models": {"craft": {"mlt_25k": entry}}}))
@@ -181,15 +214,20 @@ def test_zip_entry_extracts_the_member_into_the_cache(tmp_path, monkeypatch):
     assert weights.resolve_pretrained("craft", "mlt_25k") == path
 
 
-@pytest.mark.parametrize(("member", "sha256", "reason"), [
-    ("other.pth", None, "the zip archive has no member weights.pth (members: README.txt, other.pth)"),
-    ("weights.pth", "0" * 64, "sha256 mismatch: expected " + "0" * 64),
-])
+@pytest.mark.parametrize(
+    ("member", "sha256", "reason"),
+    [
+        ("other.pth", None, "the zip archive has no member weights.pth (members: README.txt, other.pth)"),
+        ("weights.pth", "0" * 64, "sha256 mismatch: expected " + "0" * 64),
+    ],
+)
 def test_zip_entry_failures_leave_nothing(tmp_path, monkeypatch, member, sha256, reason):
     entry = zip_manifest(tmp_path, monkeypatch, b"weights", member=member, sha256=sha256)
     with pytest.raises(DownloadError, match="cannot download") as error:
         weights.fetch(entry, progress=False)
-    assert f"{entry['url']}: {reason}" in str(error.value) and str(weights.cache_dir() / "weights.pth") in str(error.value)
+    assert f"{entry['url']}: {reason}" in str(error.value) and str(weights.cache_dir() / "weights.pth") in str(
+        error.value
+    )
     assert list(weights.cache_dir().iterdir()) == []
 
 
@@ -214,8 +252,13 @@ def fake_package(tmp_path, monkeypatch) -> dict:
 
 def test_installed_package_file_comes_first(tmp_path, monkeypatch):
     zip_manifest(tmp_path, monkeypatch, b"downloaded", package=fake_package(tmp_path, monkeypatch))
-    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although the package has the file"))
-    assert weights.resolve_pretrained("craft", True, "mlt_25k") == tmp_path / "site" / "fake_weights_pkg" / "models" / "w.pth"
+    monkeypatch.setattr(
+        weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although the package has the file")
+    )
+    assert (
+        weights.resolve_pretrained("craft", True, "mlt_25k")
+        == tmp_path / "site" / "fake_weights_pkg" / "models" / "w.pth"
+    )
     assert not weights.cache_dir().exists()
 
 
@@ -278,4 +321,6 @@ def test_pretrained_detects_one_box_per_rendered_word(pretrained, mag_ratio):
     for text, (x0, y0, x1, y1) in placed:
         inside = [b for b in boxes if x0 <= b[:, 0].mean() <= x1 and y0 <= b[:, 1].mean() <= y1]
         assert len(inside) == 1, f"{text}: {len(inside)} boxes"
-        np.testing.assert_allclose([*inside[0].min(axis=0), *inside[0].max(axis=0)], [x0, y0, x1, y1], atol=6, err_msg=text)
+        np.testing.assert_allclose(
+            [*inside[0].min(axis=0), *inside[0].max(axis=0)], [x0, y0, x1, y1], atol=6, err_msg=text
+        )

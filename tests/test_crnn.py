@@ -1,5 +1,6 @@
 """CRNN (zoo.recognition.crnn): the official crnn.pytorch state_dict names, loading a plain .pth,
 greedy CTC decoding, TATT's preprocessing in ``recognize``, and the word-accuracy helpers."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,15 +11,24 @@ import zoo
 from zoo.metrics.recognition import str_filt, word_correct
 from zoo.recognition.crnn import ALPHABET, CRNN, ctc_greedy_decode
 
-LSTM_TENSORS = [f"{kind}_{part}_l0{suffix}" for suffix in ("", "_reverse") for kind, part in
-                (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))]
+LSTM_TENSORS = [
+    f"{kind}_{part}_l0{suffix}"
+    for suffix in ("", "_reverse")
+    for kind, part in (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))
+]
 BATCHNORM_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 # meijieru/crnn.pytorch models/crnn.py, CRNN(32, 1, 37, 256): cnn.conv{i} with cnn.batchnorm{i} after
 # conv 2, 4 and 6, then rnn = Sequential(BidirectionalLSTM(512, 256, 256), BidirectionalLSTM(256, 256, 37)).
-OFFICIAL_KEYS = (
-    [key for i in range(7) for key in [f"cnn.conv{i}.weight", f"cnn.conv{i}.bias"] + ([f"cnn.batchnorm{i}.{t}" for t in BATCHNORM_TENSORS] if i in (2, 4, 6) else [])]
-    + [key for j in range(2) for key in [f"rnn.{j}.rnn.{t}" for t in LSTM_TENSORS] + [f"rnn.{j}.embedding.weight", f"rnn.{j}.embedding.bias"]]
-)
+OFFICIAL_KEYS = [
+    key
+    for i in range(7)
+    for key in [f"cnn.conv{i}.weight", f"cnn.conv{i}.bias"]
+    + ([f"cnn.batchnorm{i}.{t}" for t in BATCHNORM_TENSORS] if i in (2, 4, 6) else [])
+] + [
+    key
+    for j in range(2)
+    for key in [f"rnn.{j}.rnn.{t}" for t in LSTM_TENSORS] + [f"rnn.{j}.embedding.weight", f"rnn.{j}.embedding.bias"]
+]
 CHANNELS = (1, 64, 128, 256, 256, 512, 512, 512)
 
 
@@ -47,7 +57,9 @@ def test_state_dict_keys_are_the_official_ones():
     for i in range(7):
         kernel = 2 if i == 6 else 3
         assert state[f"cnn.conv{i}.weight"].shape == (CHANNELS[i + 1], CHANNELS[i], kernel, kernel)
-    assert state["rnn.0.rnn.weight_ih_l0"].shape == (4 * 256, 512) and state["rnn.1.rnn.weight_ih_l0_reverse"].shape == (4 * 256, 256)
+    assert state["rnn.0.rnn.weight_ih_l0"].shape == (4 * 256, 512) and state[
+        "rnn.1.rnn.weight_ih_l0_reverse"
+    ].shape == (4 * 256, 256)
     assert state["rnn.0.embedding.weight"].shape == (256, 512) and state["rnn.1.embedding.weight"].shape == (37, 512)
 
 
@@ -74,7 +86,12 @@ def test_a_plain_pth_loads_and_gives_the_same_scores(tmp_path, counters):
 
 
 def test_ctc_greedy_decode_collapses_repeats_then_drops_blanks():
-    assert ctc_greedy_decode(one_hot_scores("aa-b----", "a-a-----", "--------", "hhe-l-lo")) == ["ab", "aa", "", "hello"]
+    assert ctc_greedy_decode(one_hot_scores("aa-b----", "a-a-----", "--------", "hhe-l-lo")) == [
+        "ab",
+        "aa",
+        "",
+        "hello",
+    ]
     assert ctc_greedy_decode(one_hot_scores("--hh-e-ll-l-oo--1")) == ["hello1"]
     with pytest.raises(ValueError, match="37"):
         ctc_greedy_decode(torch.zeros(5, 1, 10))
@@ -93,10 +110,14 @@ def test_recognize_preprocesses_as_tatt_and_keeps_the_training_flag():
     grey = 0.299 * resized[:, 0:1] + 0.587 * resized[:, 1:2] + 0.114 * resized[:, 2:3]
     assert len(seen) == 1 and seen[0].shape == (3, 1, 32, 100) and torch.allclose(seen[0], grey, atol=1e-6)
     assert model.training and model.rnn.training and not model.cnn.batchnorm4.training  # restored
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # ran in eval mode: statistics untouched
+    assert all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )  # ran in eval mode: statistics untouched
     model.eval()
     with torch.no_grad():
-        assert texts == ctc_greedy_decode(model(grey)) and len(texts) == 3 and all(set(t) <= set(ALPHABET) for t in texts)
+        assert (
+            texts == ctc_greedy_decode(model(grey)) and len(texts) == 3 and all(set(t) <= set(ALPHABET) for t in texts)
+        )
     with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
         model.recognize(torch.rand(3, 1, 20, 75))
 

@@ -1,4 +1,5 @@
 """Embedded synthetic text data and the custom folder datamodule."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,7 @@ from datamodules.synthetic_text import (
     render_scene,
 )
 from tests.conftest import ROOT, write_image
-from zoo.common.fonts import find_fonts
+from zoo.imaging.fonts import find_fonts
 
 
 # ----------------------------------------------------------------------------------------- synthetic
@@ -53,7 +54,9 @@ def test_style_fields_drive_rendering():
     assert blue[:, 2].mean() > blue[:, 0].mean() + 50  # the chosen colour
     stroked, stroked_cov = render_scene(background, [TextStyle(**{**plain.__dict__, "stroke_width": 3})])
     assert stroked_cov[0].sum() > coverage[0].sum()  # a stroke widens the text
-    shadowed, shadow_cov = render_scene(background, [TextStyle(**{**plain.__dict__, "shadow": True, "shadow_offset": (3, 3)})])
+    shadowed, shadow_cov = render_scene(
+        background, [TextStyle(**{**plain.__dict__, "shadow": True, "shadow_offset": (3, 3)})]
+    )
     assert shadow_cov[0].sum() > coverage[0].sum()
     faint, _ = render_scene(background, [TextStyle(**{**plain.__dict__, "opacity": 0.3})])
     assert np.abs(faint - background).max() < np.abs(image - background).max()
@@ -173,7 +176,12 @@ def test_no_docstring_is_read_at_run_time():
     from datamodules.restoration import LAYOUT, AllInOneDataModule
 
     sources = [*ROOT.glob("datamodules/*.py"), *ROOT.glob("zoo/**/*.py")]
-    assert [f"{p.relative_to(ROOT)}:{n}" for p in sources for n, line in enumerate(p.read_text().splitlines(), 1) if "__doc__" in line] == []
+    assert [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sources
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "__doc__" in line
+    ] == []
     with pytest.raises(ValueError) as error:
         AllInOneDataModule("???")
     assert "Train/Derain/{rainy,gt}/" in LAYOUT and LAYOUT in str(error.value)

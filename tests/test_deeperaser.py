@@ -1,4 +1,5 @@
 """DeepEraser network and its training logic."""
+
 from __future__ import annotations
 
 import pytest
@@ -96,19 +97,23 @@ def test_all_text_and_box_modes():
     chosen, _ = select_text_instances(image, target, mask, None, all_text_prob=0.0)
     assert torch.equal(chosen, mask)  # no boxes: all text
     generator = torch.Generator().manual_seed(0)
-    dilated, _ = select_text_instances(image, target, mask, boxes, all_text_prob=1.0, max_dilation=2, generator=generator)
+    dilated, _ = select_text_instances(
+        image, target, mask, boxes, all_text_prob=1.0, max_dilation=2, generator=generator
+    )
     assert dilated.sum() >= mask.sum()
 
 
 def test_module_training_step_and_ema():
-    from zoo.common.ema import update_ema
     from zoo.deeperaser.module import DeepEraserModule
+    from zoo.training.ema import update_ema
 
     module = DeepEraserModule(net={"iters": 2}, ema_decay=0.5, optimizer={"name": "adamw", "lr": 1e-3})
     assert module.eval_net is module.ema_net and not any(p.requires_grad for p in module.ema_net.parameters())
     batch = {
-        "image": torch.rand(2, 3, 16, 16), "target": torch.rand(2, 3, 16, 16),
-        "mask": torch.ones(2, 1, 16, 16), "boxes": [torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.zeros(0, 4)],
+        "image": torch.rand(2, 3, 16, 16),
+        "target": torch.rand(2, 3, 16, 16),
+        "mask": torch.ones(2, 1, 16, 16),
+        "boxes": [torch.tensor([[0.0, 0.0, 8.0, 8.0]]), torch.zeros(0, 4)],
     }
     module.log = lambda *args, **kwargs: None  # outside a Trainer
     loss = module.training_step(batch, 0)

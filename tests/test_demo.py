@@ -1,5 +1,6 @@
 """``rezoo demo``: real requests through a running server (gradio_client), and the page in headless
 Chromium (selenium), on tiny weights saved as a user's export."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ from safetensors.torch import save_file
 import zoo
 from tests.conftest import ROOT, TINY_NETS
 
-gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need the demo extra: pip install -e '.[demo]'")
+gradio_client = pytest.importorskip(
+    "gradio_client", reason="the demo tests need the demo extra: pip install -e '.[demo]'"
+)
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -48,8 +51,13 @@ def start_demo(tmp: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """``python tools/demo.py ...`` as a user starts it; returns the process and its URL once it serves."""
     port = free_port()
     log = open(tmp / f"demo-{port}.log", "w")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([sys.executable, str(ROOT / "tools" / "demo.py"), *args, "--port", str(port)], cwd=tmp, stdout=log,
-                               stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "demo.py"), *args, "--port", str(port)],
+        cwd=tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -69,7 +77,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("demo")
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    photo = np.stack([120 + 80 * np.sin(xx / 17), 100 + 60 * np.cos(yy / 11), 90 + 40 * np.sin((xx + yy) / 23)], axis=-1)
+    photo = np.stack(
+        [120 + 80 * np.sin(xx / 17), 100 + 60 * np.cos(yy / 11), 90 + 40 * np.sin((xx + yy) / 23)], axis=-1
+    )
     Image.fromarray(np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)).save(folder / "photo.png")
     layer = np.zeros((HEIGHT, WIDTH, 4), np.uint8)
     layer[STROKE] = (255, 0, 0, 255)  # a brush stroke as the editor sends it: painted pixels opaque
@@ -77,20 +87,33 @@ def files(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(np.zeros((HEIGHT, WIDTH, 4), np.uint8)).save(folder / "empty.png")
     (folder / "notes.png").write_text("not an image")
     Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(folder / "large.png")
-    return {"folder": folder, "photo": folder / "photo.png", "stroke": folder / "stroke.png", "empty": folder / "empty.png",
-            "notes": folder / "notes.png", "large": folder / "large.png", "weights": save_tiny_weights(folder / "deeperaser-tiny.safetensors", "deeperaser")}
+    return {
+        "folder": folder,
+        "photo": folder / "photo.png",
+        "stroke": folder / "stroke.png",
+        "empty": folder / "empty.png",
+        "notes": folder / "notes.png",
+        "large": folder / "large.png",
+        "weights": save_tiny_weights(folder / "deeperaser-tiny.safetensors", "deeperaser"),
+    }
 
 
 @pytest.fixture(scope="module")
 def server(files):
-    process, url = start_demo(files["folder"], "--model", "deeperaser", "--weights", str(files["weights"]), "--max-pixels", "50000")
+    process, url = start_demo(
+        files["folder"], "--model", "deeperaser", "--weights", str(files["weights"]), "--max-pixels", "50000"
+    )
     yield url
     process.terminate()
     process.wait(timeout=30)
 
 
 def editor(background: Path, *layers: Path) -> dict:
-    return {"background": handle_file(str(background)), "layers": [handle_file(str(p)) for p in layers], "composite": None}
+    return {
+        "background": handle_file(str(background)),
+        "layers": [handle_file(str(p)) for p in layers],
+        "composite": None,
+    }
 
 
 def changed_pixels(result: str | Path, reference: Path) -> np.ndarray:
@@ -105,7 +128,9 @@ def test_a_drawn_mask_changes_the_image_only_inside_it(server, files):
     changed = changed_pixels(download, files["photo"])
     inside = np.zeros_like(changed)
     inside[STROKE] = True
-    assert changed[inside].mean() > 0.5  # the model erased inside the stroke (DeepEraser does not paste by itself: the demo does)
+    assert (
+        changed[inside].mean() > 0.5
+    )  # the model erased inside the stroke (DeepEraser does not paste by itself: the demo does)
     assert not changed[~inside].any()  # and nothing else changed
     assert not changed_pixels(before, files["photo"]).any() and (changed_pixels(after, files["photo"]) == changed).all()
     # the same mask uploaded as a file instead of drawn, grown by 3 px: changes reach 3 px further, no more
@@ -118,11 +143,14 @@ def test_a_drawn_mask_changes_the_image_only_inside_it(server, files):
     assert not changed[~grown].any() and changed[grown & ~inside].any()
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("no mask", "no mask: draw over the text to erase"),
-    ("bad mask file", "cannot read image"),
-    ("too large", "set a tile size under Options"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no mask", "no mask: draw over the text to erase"),
+        ("bad mask file", "cannot read image"),
+        ("too large", "set a tile size under Options"),
+    ],
+)
 def test_bad_input_is_answered_in_the_page(server, files, case, message):
     client = Client(server, verbose=False)
     arguments = {
@@ -139,7 +167,9 @@ def test_tiling_runs_images_above_the_limit(server, files):
     layer = np.zeros((300, 300, 4), np.uint8)
     layer[100:140, 50:250] = 255
     Image.fromarray(layer).save(large)
-    _, download = Client(server, verbose=False).predict(editor(files["large"], large), None, 128, 0, api_name="/predict")
+    _, download = Client(server, verbose=False).predict(
+        editor(files["large"], large), None, 128, 0, api_name="/predict"
+    )
     with Image.open(download) as out:
         assert out.size == (300, 300)
 
@@ -193,7 +223,9 @@ def chromium() -> tuple[str, str] | None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(
+    chromium() is None, reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+)
 def test_page_in_headless_chromium_draws_a_stroke_and_shows_the_result(server, files, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
     from selenium.webdriver.common.action_chains import ActionChains
@@ -226,7 +258,9 @@ def test_page_in_headless_chromium_draws_a_stroke_and_shows_the_result(server, f
         result.write_bytes(urllib.request.urlopen(href, timeout=10).read())
         changed = changed_pixels(result, files["photo"])
         rows = np.flatnonzero(changed.any(axis=1))
-        assert changed.any() and rows.min() > 15 and rows.max() < HEIGHT - 15  # only along the stroke, across the middle
+        assert (
+            changed.any() and rows.min() > 15 and rows.max() < HEIGHT - 15
+        )  # only along the stroke, across the middle
         driver.save_screenshot(str(tmp_path / "page.png"))
         with Image.open(tmp_path / "page.png") as shot:
             assert shot.size[0] >= 1000 and np.asarray(shot.convert("L")).std() > 10

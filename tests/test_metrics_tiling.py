@@ -1,12 +1,13 @@
 """Per-image metrics and tiled inference."""
+
 import math
 
 import pytest
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from zoo.common.tiling import tiled_forward
 from zoo.metrics import psnr, ssim
+from zoo.nn.tiling import tiled_forward
 
 
 def test_psnr_is_per_image():
@@ -62,11 +63,13 @@ def test_overlap_must_be_smaller_than_tile():
 
 
 def test_schedules_warm_up_decay_and_stretch():
-    from zoo.common.optim import lr_factor
+    from zoo.training.optim import lr_factor
 
     cosine = lr_factor({"name": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.01}, 110)
     assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
-    assert cosine(60) == pytest.approx(0.505) and cosine(110) == pytest.approx(0.01) and cosine(500) == pytest.approx(0.01)
+    assert (
+        cosine(60) == pytest.approx(0.505) and cosine(110) == pytest.approx(0.01) and cosine(500) == pytest.approx(0.01)
+    )
     one_cycle = lr_factor({"name": "onecycle", "pct_start": 0.1}, 100)
     assert one_cycle(0) == pytest.approx(1 / 25) and one_cycle(10) == pytest.approx(1.0)
     assert one_cycle(100) == pytest.approx(1 / 25 / 1e4)

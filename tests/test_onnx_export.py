@@ -1,6 +1,7 @@
 """``rezoo export --format onnx``: every exportable model, from the file formats a user has, checked with
 onnxruntime against PyTorch at sizes whose internal padding differs from the traced size's and from
 each other's (a graph that hard-coded the traced pad amounts would fail here)."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,28 @@ TINY = {  # smaller still than TINY_NETS where the export time allows (the same 
     "ste": TINY_NETS["ste"],
     # one transformer / NAF block (in the middle), the PIP modules on every skip: the export time grows with the op count
     "pip": {**TINY_NETS["pip"], "num_blocks": [0, 0, 0, 1], "num_refinement_blocks": 0},
-    "pip_nafnet": {"width": 8, "enc_blk_nums": [0, 0], "middle_blk_num": 1, "dec_blk_nums": [0, 0], "prompt_dims": [8, 16], "prompt_sizes": [4, 2]},
+    "pip_nafnet": {
+        "width": 8,
+        "enc_blk_nums": [0, 0],
+        "middle_blk_num": 1,
+        "dec_blk_nums": [0, 0],
+        "prompt_dims": [8, 16],
+        "prompt_sizes": [4, 2],
+    },
 }
 
 
 def lightning_checkpoint(path: Path, name: str, kwargs: dict, model: torch.nn.Module) -> Path:
     """A checkpoint in the layout our LightningModules save (``net.`` weights, model name and kwargs)."""
-    torch.save({"pytorch-lightning_version": "2.5.0", "global_step": 1, "hyper_parameters": {"model_name": name, "net": kwargs},
-                "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()}}, path)
+    torch.save(
+        {
+            "pytorch-lightning_version": "2.5.0",
+            "global_step": 1,
+            "hyper_parameters": {"model_name": name, "net": kwargs},
+            "state_dict": {f"net.{k}": v for k, v in model.state_dict().items()},
+        },
+        path,
+    )
     return path
 
 
@@ -91,17 +106,34 @@ def test_default_deeperaser_from_a_lightning_checkpoint(tmp_path):
     target, sidecar = export_onnx(str(ckpt), "--out", str(tmp_path / "release"))
     assert target == tmp_path / "release" / "deeperaser-custom.onnx"
     assert max(compare(target, model, "deeperaser", batch=1)) < TOLERANCE
-    assert sidecar["model"] == "deeperaser" and sidecar["tag"] == "custom" and sidecar["kwargs"] == {} and sidecar["source_format"] == "lightning"
+    assert (
+        sidecar["model"] == "deeperaser"
+        and sidecar["tag"] == "custom"
+        and sidecar["kwargs"] == {}
+        and sidecar["source_format"] == "lightning"
+    )
     assert sidecar["opset"] >= 17 and "dynamo=True" in sidecar["exporter"] and sidecar["smallest_sizes"]["batch"] == 1
     assert [(s["name"], s["shape"], s["dtype"]) for s in sidecar["inputs"]] == [
-        ("image", ["batch", 3, "height", "width"], "float32"), ("mask", ["batch", 1, "height", "width"], "float32")]
+        ("image", ["batch", 3, "height", "width"], "float32"),
+        ("mask", ["batch", 1, "height", "width"], "float32"),
+    ]
     assert sidecar["inputs"][0]["range"] == "[0,1] RGB" and sidecar["inputs"][1]["range"] == "{0,1}, 1 = text"
-    assert sidecar["outputs"] == [{"name": "output", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "range": "[0,1] RGB"}]
-    assert set(sidecar["max_abs_diff_by_size"]) == {"97x131", "64x80"} and sidecar["max_abs_diff"] == sidecar["max_abs_diff_by_size"]["97x131"] < TOLERANCE
+    assert sidecar["outputs"] == [
+        {"name": "output", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "range": "[0,1] RGB"}
+    ]
+    assert (
+        set(sidecar["max_abs_diff_by_size"]) == {"97x131", "64x80"}
+        and sidecar["max_abs_diff"] == sidecar["max_abs_diff_by_size"]["97x131"] < TOLERANCE
+    )
     import onnx
 
     graph = onnx.load(str(target)).graph
-    assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, "height", "width"]
+    assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [
+        "batch",
+        3,
+        "height",
+        "width",
+    ]
 
 
 def test_garnet_from_an_exported_safetensors_file(tmp_path):
@@ -109,7 +141,11 @@ def test_garnet_from_an_exported_safetensors_file(tmp_path):
     ckpt = lightning_checkpoint(tmp_path / "last.ckpt", "garnet", TINY["garnet"], model)
     weights = run(["export", str(ckpt), "--out", str(tmp_path), "--tag", "mine"])  # --format safetensors, the default
     target, sidecar = export_onnx(str(weights), "--out", str(tmp_path / "onnx"))
-    assert target.name == "garnet-custom.onnx" and sidecar["source_format"] == "safetensors" and sidecar["kwargs"] == TINY["garnet"]
+    assert (
+        target.name == "garnet-custom.onnx"
+        and sidecar["source_format"] == "safetensors"
+        and sidecar["kwargs"] == TINY["garnet"]
+    )
     assert sidecar["smallest_sizes"] == {"batch": 1, "height": 32, "width": 32}  # reflect padding to a multiple of 32
     assert max(compare(target, model, "garnet")) < TOLERANCE
 
@@ -129,9 +165,15 @@ def test_ste_exports_the_ema_weights_and_the_image_only_forward(tmp_path):
 @pytest.mark.parametrize("name", ["pip", "pip_nafnet"])
 def test_pip_takes_the_degradation_as_class_weights(tmp_path, name):
     model = tiny_model(name)
-    target, sidecar = export_onnx(str(lightning_checkpoint(tmp_path / "last.ckpt", name, TINY[name], model)), "--out", str(tmp_path))
+    target, sidecar = export_onnx(
+        str(lightning_checkpoint(tmp_path / "last.ckpt", name, TINY[name], model)), "--out", str(tmp_path)
+    )
     degradation = sidecar["inputs"][1]
-    assert degradation["name"] == "degradation" and degradation["shape"] == ["batch", 5] and "one-hot" in degradation["range"]
+    assert (
+        degradation["name"] == "degradation"
+        and degradation["shape"] == ["batch", 5]
+        and "one-hot" in degradation["range"]
+    )
     assert max(compare(target, model, name)) < TOLERANCE
 
 
@@ -158,7 +200,12 @@ def test_crnn_from_an_official_file_with_a_dynamic_width(tmp_path):
 
 
 def test_without_onnxruntime_one_line_says_what_to_install(tmp_path, monkeypatch, capsys):
-    ckpt = lightning_checkpoint(tmp_path / "last.ckpt", "deeperaser", TINY_NETS["deeperaser"], zoo.create_model("deeperaser", **TINY_NETS["deeperaser"]))
+    ckpt = lightning_checkpoint(
+        tmp_path / "last.ckpt",
+        "deeperaser",
+        TINY_NETS["deeperaser"],
+        zoo.create_model("deeperaser", **TINY_NETS["deeperaser"]),
+    )
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(SystemExit) as exit_info:
         run(["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "out")])
@@ -171,7 +218,11 @@ def test_without_onnxruntime_one_line_says_what_to_install(tmp_path, monkeypatch
 def test_a_model_that_cannot_export_says_why(tmp_path, capsys):
     kwargs = TINY_NETS["textdiff"]
     weights = tmp_path / "textdiff.safetensors"
-    save_file(zoo.create_model("textdiff", **kwargs).state_dict(), str(weights), metadata={"rezoo": json.dumps({"model": "textdiff", "kwargs": kwargs})})
+    save_file(
+        zoo.create_model("textdiff", **kwargs).state_dict(),
+        str(weights),
+        metadata={"rezoo": json.dumps({"model": "textdiff", "kwargs": kwargs})},
+    )
     with pytest.raises(SystemExit):
         run(["export", str(weights), "--format", "onnx", "--out", str(tmp_path)])
     assert "textdiff cannot be exported to ONNX: iterative diffusion sampler" in capsys.readouterr().err

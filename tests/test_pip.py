@@ -1,5 +1,6 @@
 """PIP: released configuration and loading, prompt selection, selective top-m interaction, losses,
 all-in-one data layouts, training (both backbones, blind sensor) and per-task evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -25,24 +26,56 @@ from zoo.metrics import psnr
 from zoo.pip.model import TopMCrossBlock, degradation_weights, transposed_attention
 from zoo.pip.module import LossSpikeScaler, PIPModule, ycbcr_luma
 
-TINY = dict(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 2, 2, 2], prompt_dims=[16, 16, 16], prompt_sizes=[8, 4, 2])
-TINY_NAF = dict(width=8, enc_blk_nums=[1, 1, 1, 1], middle_blk_num=1, dec_blk_nums=[1, 1, 1, 1],
-                prompt_dims=[8, 16, 16, 16], prompt_sizes=[8, 4, 2, 2], interaction_heads=2)
+TINY = dict(
+    dim=8,
+    num_blocks=[1, 1, 1, 1],
+    num_refinement_blocks=1,
+    heads=[1, 2, 2, 2],
+    prompt_dims=[16, 16, 16],
+    prompt_sizes=[8, 4, 2],
+)
+TINY_NAF = dict(
+    width=8,
+    enc_blk_nums=[1, 1, 1, 1],
+    middle_blk_num=1,
+    dec_blk_nums=[1, 1, 1, 1],
+    prompt_dims=[8, 16, 16, 16],
+    prompt_sizes=[8, 4, 2, 2],
+    interaction_heads=2,
+)
 PIP_TINY = [
-    "profile=full", "data.size=32", "data.train_samples=10", "data.val_samples=5", "data.val_batch_size=5", "data.batch_size=2",
-    "data.num_workers=0", "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "trainer.max_steps=3", "trainer.val_check_interval=3",
+    "profile=full",
+    "data.size=32",
+    "data.train_samples=10",
+    "data.val_samples=5",
+    "data.val_batch_size=5",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.max_steps=3",
+    "trainer.val_check_interval=3",
     "model.scheduler.warmup_steps=1",
 ]
 # key -> shape in the official PIPNet_Restormer_onskip_inter state_dict (src/net/PIP_Net.py, released config)
 OFFICIAL_SHAPES = {
-    "prompt1.detask_prompt_param": (1, 5, 64, 1, 1), "prompt1.low_prompt_param": (1, 64, 64, 64), "prompt3.low_prompt_param": (1, 256, 16, 16),
-    "prompt2.LGM.attn.temperature": (2, 1, 1), "prompt2.LGM.norm12.body.bias": (128,), "prompt3.outconv.weight": (256, 256, 3, 3),
+    "prompt1.detask_prompt_param": (1, 5, 64, 1, 1),
+    "prompt1.low_prompt_param": (1, 64, 64, 64),
+    "prompt3.low_prompt_param": (1, 256, 16, 16),
+    "prompt2.LGM.attn.temperature": (2, 1, 1),
+    "prompt2.LGM.norm12.body.bias": (128,),
+    "prompt3.outconv.weight": (256, 256, 3, 3),
     "low_prompt_interaction_level1.prompt_transformer_cross.attn.attn4": (1,),
     "low_prompt_interaction_level1.prompt_transformer_cross.reduce_channel.weight": (48, 64, 1, 1),
     "low_prompt_interaction_level3.prompt_transformer_cross.ffn.project_in.weight": (1020, 192, 1, 1),
-    "chnl_reduce3.weight": (192, 384, 1, 1), "reduce_noise_channel_3.weight": (192, 448, 1, 1), "reduce_chan_level3.weight": (192, 288, 1, 1),
-    "up4_3.body.0.weight": (384, 192, 3, 3), "latent.7.attn.temperature": (8, 1, 1), "encoder_level1.0.ffn.project_in.weight": (254, 48, 1, 1),
-    "refinement.3.norm2.body.weight": (96,), "output.weight": (3, 96, 3, 3),
+    "chnl_reduce3.weight": (192, 384, 1, 1),
+    "reduce_noise_channel_3.weight": (192, 448, 1, 1),
+    "reduce_chan_level3.weight": (192, 288, 1, 1),
+    "up4_3.body.0.weight": (384, 192, 3, 3),
+    "latent.7.attn.temperature": (8, 1, 1),
+    "encoder_level1.0.ffn.project_in.weight": (254, 48, 1, 1),
+    "refinement.3.norm2.body.weight": (96,),
+    "output.weight": (3, 96, 3, 3),
 }
 
 
@@ -53,7 +86,9 @@ def test_released_configuration_parameters_and_keys():
     state = model.state_dict()
     assert {k: tuple(state[k].shape) for k in OFFICIAL_SHAPES} == OFFICIAL_SHAPES
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
-    assert frozen == [f"reduce_noise_channel_{level}.weight" for level in (1, 2, 3)]  # unused upstream: no DDP unused parameters
+    assert frozen == [
+        f"reduce_noise_channel_{level}.weight" for level in (1, 2, 3)
+    ]  # unused upstream: no DDP unused parameters
 
 
 @pytest.mark.parametrize("name", ["pip", "pip_nafnet"])
@@ -92,7 +127,11 @@ def test_prompt_selection_by_class_and_mixed_pairs():
         by_pair = model.forward_train(image, torch.tensor([[0, 3]])).restored
         by_weights = model.forward_train(image, torch.tensor([[0.5, 0, 0, 0.5, 0]])).restored
         single = [model.forward_train(image, c).restored for c in (0, 3)]
-    assert torch.allclose(by_pair, by_weights) and not torch.allclose(by_pair, single[0]) and not torch.allclose(single[0], single[1])
+    assert (
+        torch.allclose(by_pair, by_weights)
+        and not torch.allclose(by_pair, single[0])
+        and not torch.allclose(single[0], single[1])
+    )
 
 
 def test_degradation_prompt_is_the_selected_prompt_over_T():
@@ -105,7 +144,9 @@ def test_degradation_prompt_is_the_selected_prompt_over_T():
     feature = torch.rand(1, 8, 16, 16)
     pip(feature, torch.eye(5)[[2]])
     resized = torch.nn.functional.interpolate(feature, (8, 8), mode="bilinear", align_corners=False)
-    expected = pip.detask_prompt_param[0, 2] / 5 * torch.cat([resized, torch.zeros(1, 8, 8, 8)], dim=1)  # 8 channels padded to 16
+    expected = (
+        pip.detask_prompt_param[0, 2] / 5 * torch.cat([resized, torch.zeros(1, 8, 8, 8)], dim=1)
+    )  # 8 channels padded to 16
     assert torch.allclose(seen["kv"], expected)
 
 
@@ -162,21 +203,35 @@ def test_nafnet_backbone_any_size_and_blind_sensor():
 # --------------------------------------------------------------------------------------------- data
 def test_promptir_layout_pairs_labels_and_repeats(tmp_path):
     root = make_promptir(tmp_path / "pip")
-    dm = AllInOneDataModule(str(root), tasks=["denoise", "derain", "dehaze", "deblur", "enhance"], patch_size=16, num_workers=0)
+    dm = AllInOneDataModule(
+        str(root), tasks=["denoise", "derain", "dehaze", "deblur", "enhance"], patch_size=16, num_workers=0
+    )
     train = dm.build_dataset("train")
     counts = {"denoise": 2 * len(NOISE_SIGMAS), "derain": 2, "dehaze": 2, "deblur": 1, "enhance": 1}
     assert len(train) == sum(counts[t] * REPEATS[t] for t in counts)
     by_input = {(p.input.name if p.input else p.target.name): p for p in train.pairs}
     assert by_input["rain-2.png"].target.name == "norain-2.png" and by_input["rain-2.png"].degradation == 1
     assert by_input["0001_0.9_0.16.jpg"].target.name == "0001.jpg" and by_input["0001_0.9_0.16.jpg"].degradation == 2
-    assert by_input["a247012.jpg"].input is None and {p.sigma for p in train.pairs if p.degradation == 0} == set(NOISE_SIGMAS)
+    assert by_input["a247012.jpg"].input is None and {p.sigma for p in train.pairs if p.degradation == 0} == set(
+        NOISE_SIGMAS
+    )
     assert by_input["2.png"].degradation == 4 and by_input["GOPR0372_07_00_000047.png"].degradation == 3
     sample = train[0]
     assert sample["image"].shape == (3, 16, 16) and sample["target"].shape == (3, 16, 16)
     tests = {s.pairs[0].set: s for s in dm.build_dataset("test")}
-    order = ["denoise_bsd68_15", "denoise_bsd68_25", "denoise_bsd68_50", "derain_rain100l", "dehaze_sots", "deblur_gopro", "enhance_lol"]
+    order = [
+        "denoise_bsd68_15",
+        "denoise_bsd68_25",
+        "denoise_bsd68_50",
+        "derain_rain100l",
+        "dehaze_sots",
+        "deblur_gopro",
+        "enhance_lol",
+    ]
     assert list(tests) == dm.eval_sets("test") == dm.eval_sets("val") == order  # declared sets, in loader order
-    assert [batch["set"][0] for batch in dm.val_dataloader()] == [name for name in order for _ in tests[name].pairs[: dm.val_size]]
+    assert [batch["set"][0] for batch in dm.val_dataloader()] == [
+        name for name in order for _ in tests[name].pairs[: dm.val_size]
+    ]
     noisy = tests["denoise_bsd68_50"][0]
     assert noisy["image"].shape == (3, SIZE[0] // 16 * 16, SIZE[1] // 16 * 16)  # centre-cropped to a multiple of 16
     assert torch.equal(noisy["image"], tests["denoise_bsd68_50"][0]["image"])  # seeded test noise
@@ -192,8 +247,13 @@ def test_airnet_and_raw_layouts(tmp_path):
     raw = AllInOneDataModule(str(make_raw(tmp_path / "raw")), tasks=["deblur", "enhance"], num_workers=0)
     train = raw.build_dataset("train").pairs
     blurred = [p for p in train if p.degradation == 3]
-    assert len(blurred) == 2 * REPEATS["deblur"] and sorted({p.input.parent.parent.name for p in blurred}) == ["GOPR0372_07_00", "GOPR0384_11_01"]
-    assert all(p.input.parent.parent == p.target.parent.parent for p in train if p.degradation == 3)  # paired within a sequence
+    assert len(blurred) == 2 * REPEATS["deblur"] and sorted({p.input.parent.parent.name for p in blurred}) == [
+        "GOPR0372_07_00",
+        "GOPR0384_11_01",
+    ]
+    assert all(
+        p.input.parent.parent == p.target.parent.parent for p in train if p.degradation == 3
+    )  # paired within a sequence
     assert any(p.degradation == 4 and p.input.parts[-3] == "our485" for p in train)
     assert AllInOneLayout(tmp_path / "raw").test("dehaze")[0][0].target.name == "0003.png"  # SOTS outdoor/{hazy,gt}
     names = [p.name for p in AllInOneLayout(tmp_path / "raw").test("deblur")[0]]
@@ -206,21 +266,31 @@ def test_training_draws_are_seeded(tmp_path):
     root = make_promptir(tmp_path / "pip")
 
     def draws(seed: int, workers: int = 0) -> list[torch.Tensor]:
-        train = AllInOneDataModule(str(root), tasks=["denoise", "derain"], patch_size=16, seed=seed).build_dataset("train")
+        train = AllInOneDataModule(str(root), tasks=["denoise", "derain"], patch_size=16, seed=seed).build_dataset(
+            "train"
+        )
         torch.manual_seed(1)
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, [0, 1, 2, len(train) - 1]), batch_size=2, num_workers=workers,
-                                             collate_fn=lambda samples: torch.stack([s["image"] for s in samples]))
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(train, [0, 1, 2, len(train) - 1]),
+            batch_size=2,
+            num_workers=workers,
+            collate_fn=lambda samples: torch.stack([s["image"] for s in samples]),
+        )
         return list(loader)
 
     first, second, other = draws(0), draws(0), draws(1)
-    assert all(torch.equal(a, b) for a, b in zip(first, second)) and not any(torch.equal(a, b) for a, b in zip(first, other))
+    assert all(torch.equal(a, b) for a, b in zip(first, second)) and not any(
+        torch.equal(a, b) for a, b in zip(first, other)
+    )
     in_workers = draws(0, workers=2)
     assert all(torch.equal(a, b) for a, b in zip(in_workers, draws(0, workers=2)))
 
 
 def test_unmatched_inputs_are_listed_or_skipped_on_request(tmp_path, caplog):
     root = make_promptir(tmp_path / "pip")
-    (root / "data" / "Train" / "Derain" / "rainy" / "rain-7.png").write_bytes((root / "data" / "Train" / "Derain" / "rainy" / "rain-1.png").read_bytes())
+    (root / "data" / "Train" / "Derain" / "rainy" / "rain-7.png").write_bytes(
+        (root / "data" / "Train" / "Derain" / "rainy" / "rain-1.png").read_bytes()
+    )
     with pytest.raises(ValueError, match="rain-7.png"):
         AllInOneDataModule(str(root), tasks=["derain"]).build_dataset("train")
     kept = AllInOneDataModule(str(root), tasks=["derain"], on_unmatched="skip").build_dataset("train")
@@ -244,12 +314,20 @@ def test_train_both_backbones_with_the_blind_sensor(backbone, tmp_path):
     net = TINY if backbone == "restormer" else TINY_NAF
     overrides = [f"++model.net.{k}={json.dumps(v).replace(' ', '')}" for k, v in net.items()]
     run = tmp_path / backbone
-    run_tool("train.py", "zoo=" + {"restormer": "pip", "nafnet": "pip_nafnet"}[backbone], *PIP_TINY, *overrides, f"run_dir={run}")
+    run_tool(
+        "train.py",
+        "zoo=" + {"restormer": "pip", "nafnet": "pip_nafnet"}[backbone],
+        *PIP_TINY,
+        *overrides,
+        f"run_dir={run}",
+    )
     rows = read_metrics(run)
     assert any(r.get("train/sensor_accuracy") for r in rows) and any(r.get("train/orthogonality") for r in rows)
     val = next(r for r in rows if r.get("val/psnr"))
     assert 0 <= float(val["val/sensor_accuracy"]) <= 1 and val.get("val/derain/psnr") and val.get("val/enhance/ssim")
-    assert sorted(p.name for p in (run / "samples").iterdir()) == sorted(f"val_{task}_step0000003.png" for task in TASKS)  # a grid per set
+    assert sorted(p.name for p in (run / "samples").iterdir()) == sorted(
+        f"val_{task}_step0000003.png" for task in TASKS
+    )  # a grid per set
 
 
 def test_y_channel_scores_the_identity_baseline_on_y_too():
@@ -257,7 +335,9 @@ def test_y_channel_scores_the_identity_baseline_on_y_too():
     image, output, target = torch.rand(3, 2, 3, 16, 16)
     scores = module.score(output, target, {"image": image})
     assert torch.allclose(scores["psnr_identity"], psnr(ycbcr_luma(image), ycbcr_luma(target)))
-    assert torch.allclose(scores["psnr"], psnr(ycbcr_luma(output), ycbcr_luma(target))) and not torch.allclose(scores["psnr_identity"], psnr(image, target))
+    assert torch.allclose(scores["psnr"], psnr(ycbcr_luma(output), ycbcr_luma(target))) and not torch.allclose(
+        scores["psnr_identity"], psnr(image, target)
+    )
 
 
 def test_eval_prints_per_task_rows_on_the_allinone_layout_and_infer_takes_a_degradation(tmp_path):
@@ -266,20 +346,45 @@ def test_eval_prints_per_task_rows_on_the_allinone_layout_and_infer_takes_a_degr
     run_tool("train.py", "zoo=pip", *PIP_TINY, *overrides, "trainer.max_steps=1", f"run_dir={run}")
     root = make_promptir(tmp_path / "pip")
     out = tmp_path / "eval"
-    result = run_tool("eval.py", "zoo=pip", "data=allinone", f"data.root={root}", "data.num_workers=0", *overrides,
-                      f"checkpoint={run / 'checkpoints' / 'last.ckpt'}", "save_images=true", f"run_dir={out}")
+    result = run_tool(
+        "eval.py",
+        "zoo=pip",
+        "data=allinone",
+        f"data.root={root}",
+        "data.num_workers=0",
+        *overrides,
+        f"checkpoint={run / 'checkpoints' / 'last.ckpt'}",
+        "save_images=true",
+        f"run_dir={out}",
+    )
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     for name in ("denoise_bsd68_25", "derain_rain100l", "dehaze_sots"):
         assert np.isfinite(metrics[f"test/{name}/psnr"]) and 0 < metrics[f"test/{name}/ssim"] <= 1
-        assert any(line.split("│")[1].strip() == name for line in result.stdout.splitlines() if line.count("│") > 3)  # one table row per set
-    saved = sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*.png"))  # one image per sample and set
+        assert any(
+            line.split("│")[1].strip() == name for line in result.stdout.splitlines() if line.count("│") > 3
+        )  # one table row per set
+    saved = sorted(
+        str(p.relative_to(out / "images")) for p in (out / "images").rglob("*.png")
+    )  # one image per sample and set
     noisy = [f"denoise_bsd68_{sigma}/test{n:03d}.png" for sigma in NOISE_SIGMAS for n in (1, 2)]
     assert saved == sorted([*noisy, "derain_rain100l/rain-1.png", "dehaze_sots/0001_0.9_0.16.png"])
     hazy = root / "data" / "test" / "dehaze" / "outdoor" / "input"
     outputs = {}
     for degradation in ("haze", "0", None):
         folder = tmp_path / f"infer_{degradation}"
-        run_tool("infer.py", "--model", "pip", "--weights", str(run / "checkpoints" / "last.ckpt"), "--input", str(hazy), "--out", str(folder),
-                 *(["--degradation", degradation] if degradation else []))
+        run_tool(
+            "infer.py",
+            "--model",
+            "pip",
+            "--weights",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--input",
+            str(hazy),
+            "--out",
+            str(folder),
+            *(["--degradation", degradation] if degradation else []),
+        )
         outputs[degradation] = np.asarray(Image.open(folder / "0001_0.9_0.16.png"))
-    assert outputs["haze"].shape == (*SIZE, 3) and not np.array_equal(outputs["haze"], outputs["0"])  # the prompt follows the class
+    assert outputs["haze"].shape == (*SIZE, 3) and not np.array_equal(
+        outputs["haze"], outputs["0"]
+    )  # the prompt follows the class

@@ -1,4 +1,5 @@
 """Real-world SR data: Real-ESRGAN's degradation, StableSR-style pairs, HQ folders degraded on the fly, the synthetic default."""
+
 from __future__ import annotations
 
 import math
@@ -34,17 +35,50 @@ from zoo.errors import LayoutError
 
 # GramSR's src/datasets/params.yml (aimagelab/GramSR HEAD 2d34012), kernel_info flattened
 GRAMSR_PARAMS = {
-    "scale": 4, "resize_prob": [0.2, 0.7, 0.1], "resize_range": [0.3, 1.5], "gaussian_noise_prob": 0.5, "noise_range": [1, 15],
-    "poisson_scale_range": [0.05, 2.0], "gray_noise_prob": 0.4, "jpeg_range": [60, 95], "second_blur_prob": 0.5, "resize_prob2": [0.3, 0.4, 0.3],
-    "resize_range2": [0.6, 1.2], "gaussian_noise_prob2": 0.5, "noise_range2": [1, 12], "poisson_scale_range2": [0.05, 1.0], "gray_noise_prob2": 0.4,
-    "jpeg_range2": [60, 100], "blur_kernel_size": 21, "kernel_list": list(KERNEL_TYPES), "kernel_prob": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
-    "sinc_prob": 0.1, "blur_sigma": [0.2, 3], "betag_range": [0.5, 4], "betap_range": [1, 2], "blur_kernel_size2": 21,
-    "kernel_list2": list(KERNEL_TYPES), "kernel_prob2": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03], "sinc_prob2": 0.1, "blur_sigma2": [0.2, 1.5],
-    "betag_range2": [0.5, 4], "betap_range2": [1, 2], "final_sinc_prob": 0.8,
+    "scale": 4,
+    "resize_prob": [0.2, 0.7, 0.1],
+    "resize_range": [0.3, 1.5],
+    "gaussian_noise_prob": 0.5,
+    "noise_range": [1, 15],
+    "poisson_scale_range": [0.05, 2.0],
+    "gray_noise_prob": 0.4,
+    "jpeg_range": [60, 95],
+    "second_blur_prob": 0.5,
+    "resize_prob2": [0.3, 0.4, 0.3],
+    "resize_range2": [0.6, 1.2],
+    "gaussian_noise_prob2": 0.5,
+    "noise_range2": [1, 12],
+    "poisson_scale_range2": [0.05, 1.0],
+    "gray_noise_prob2": 0.4,
+    "jpeg_range2": [60, 100],
+    "blur_kernel_size": 21,
+    "kernel_list": list(KERNEL_TYPES),
+    "kernel_prob": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    "sinc_prob": 0.1,
+    "blur_sigma": [0.2, 3],
+    "betag_range": [0.5, 4],
+    "betap_range": [1, 2],
+    "blur_kernel_size2": 21,
+    "kernel_list2": list(KERNEL_TYPES),
+    "kernel_prob2": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
+    "sinc_prob2": 0.1,
+    "blur_sigma2": [0.2, 1.5],
+    "betag_range2": [0.5, 4],
+    "betap_range2": [1, 2],
+    "final_sinc_prob": 0.8,
 }
 # every stage off: no blur, no resize but the final one, no noise, no JPEG, no sinc
-OFF = {"first_blur_prob": 0.0, "second_blur_prob": 0.0, "resize_prob": [0, 0, 1], "resize_prob2": [0, 0, 1], "noise_prob": 0.0, "noise_prob2": 0.0,
-       "jpeg_prob": 0.0, "jpeg_prob2": 0.0, "final_sinc_prob": 0.0}
+OFF = {
+    "first_blur_prob": 0.0,
+    "second_blur_prob": 0.0,
+    "resize_prob": [0, 0, 1],
+    "resize_prob2": [0, 0, 1],
+    "noise_prob": 0.0,
+    "noise_prob2": 0.0,
+    "jpeg_prob": 0.0,
+    "jpeg_prob2": 0.0,
+    "final_sinc_prob": 0.0,
+}
 
 
 def hq_batch(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -58,7 +92,9 @@ def hq_batch(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
 def test_kernels_sum_to_one_and_have_the_drawn_sizes():
     rng = np.random.default_rng(0)
     for _ in range(30):
-        kernel = random_blur_kernel(rng, 21, KERNEL_TYPES, GRAMSR_PARAMS["kernel_prob"], 0.1, (0.2, 3), (0.5, 4), (1, 2))
+        kernel = random_blur_kernel(
+            rng, 21, KERNEL_TYPES, GRAMSR_PARAMS["kernel_prob"], 0.1, (0.2, 3), (0.5, 4), (1, 2)
+        )
         assert kernel.shape == (21, 21) and math.isclose(kernel.sum(), 1.0, abs_tol=1e-9)
         assert np.allclose(kernel, kernel[::-1, ::-1])  # every kind is point-symmetric about the centre
     assert kernel_sizes(21) == [7, 9, 11, 13, 15, 17, 19, 21]
@@ -72,7 +108,9 @@ def test_gaussian_family_kernels():
 
     iso = gaussian_kernel(7, 1.3)
     assert np.allclose(iso, get_gaussian_kernel2d((7, 7), (1.3, 1.3))[0].double().numpy(), atol=1e-6)
-    assert np.allclose(generalized_gaussian_kernel(21, 1.5, None, 0.0, 1.0), gaussian_kernel(21, 1.5))  # β = 1 is the Gaussian
+    assert np.allclose(
+        generalized_gaussian_kernel(21, 1.5, None, 0.0, 1.0), gaussian_kernel(21, 1.5)
+    )  # β = 1 is the Gaussian
     aniso = gaussian_kernel(21, 3.0, 0.5, 0.0)  # wide along x
     assert aniso[10, 14] > aniso[14, 10] and np.allclose(gaussian_kernel(21, 3.0, 0.5, math.pi / 2), aniso.T)
     plateau = plateau_kernel(21, 2.0, None, 0.0, 2.0)
@@ -83,14 +121,20 @@ def test_gaussian_family_kernels():
 def test_sinc_kernel_is_a_circular_low_pass():
     kernel = sinc_kernel(math.pi / 3, 21)
     assert math.isclose(kernel.sum(), 1.0, abs_tol=1e-9) and kernel[10, 10] == kernel.max()
-    assert np.allclose(kernel, kernel.T) and np.allclose(kernel, kernel[::-1]) and kernel.min() < 0  # symmetric, with negative lobes
+    assert (
+        np.allclose(kernel, kernel.T) and np.allclose(kernel, kernel[::-1]) and kernel.min() < 0
+    )  # symmetric, with negative lobes
     response = np.abs(np.fft.fft2(kernel, (128, 128)))
     freq = np.fft.fftfreq(128) * 2 * np.pi
     radius = np.hypot(*np.meshgrid(freq, freq))
     assert np.all(np.abs(response[radius < math.pi / 3 * 0.6] - 1) < 0.15)  # passes below the cutoff
     assert response[radius > math.pi / 3 * 1.6].max() < 0.1  # stops above it
     padded = sinc_kernel(math.pi / 2, 9, pad_to=21)
-    assert padded.shape == (21, 21) and np.all(padded[:6] == 0) and np.allclose(padded[6:15, 6:15], sinc_kernel(math.pi / 2, 9))
+    assert (
+        padded.shape == (21, 21)
+        and np.all(padded[:6] == 0)
+        and np.allclose(padded[6:15, 6:15], sinc_kernel(math.pi / 2, 9))
+    )
 
 
 # -------------------------------------------------------------------------------------- degradation
@@ -133,23 +177,56 @@ def test_each_stage_switches_on_alone():
     hr = hq_batch(1, 64, seed=5)
     plain = RealESRGANDegradation({**OFF, "resize_modes": ["area"]}, scale=1)
     assert torch.equal(plain(hr), quantize(hr))  # scale 1, all off: the identity (on 8-bit levels)
-    only_jpeg = RealESRGANDegradation({**OFF, "resize_modes": ["area"], "jpeg_prob": 1.0, "jpeg_range": [40, 40]}, scale=1)
+    only_jpeg = RealESRGANDegradation(
+        {**OFF, "resize_modes": ["area"], "jpeg_prob": 1.0, "jpeg_range": [40, 40]}, scale=1
+    )
     out = only_jpeg(hr, torch.Generator().manual_seed(0))
     assert torch.equal(out, quantize(jpeg(hr, 40))) and not torch.equal(out, quantize(hr))
-    only_blur = RealESRGANDegradation({**OFF, "resize_modes": ["area"], "first_blur_prob": 1.0, "blur_kernel_size": 7, "kernel_list": ["iso"],
-                                       "kernel_prob": [1], "sinc_prob": 0.0, "blur_sigma": [1.5, 1.5]}, scale=1)
+    only_blur = RealESRGANDegradation(
+        {
+            **OFF,
+            "resize_modes": ["area"],
+            "first_blur_prob": 1.0,
+            "blur_kernel_size": 7,
+            "kernel_list": ["iso"],
+            "kernel_prob": [1],
+            "sinc_prob": 0.0,
+            "blur_sigma": [1.5, 1.5],
+        },
+        scale=1,
+    )
     from kornia.filters import filter2d
 
     expected = filter2d(hr, torch.from_numpy(gaussian_kernel(7, 1.5)).float()[None], border_type="reflect")
     assert torch.allclose(only_blur(hr), quantize(expected), atol=1.5 / 255)
     grey = torch.full((1, 3, 64, 64), 0.5)
-    noisy = RealESRGANDegradation({**OFF, "resize_modes": ["area"], "noise_prob": 1.0, "gaussian_noise_prob": 1.0, "noise_range": [10, 10],
-                                   "gray_noise_prob": 1.0}, scale=1)(grey, torch.Generator().manual_seed(0))
+    noisy = RealESRGANDegradation(
+        {
+            **OFF,
+            "resize_modes": ["area"],
+            "noise_prob": 1.0,
+            "gaussian_noise_prob": 1.0,
+            "noise_range": [10, 10],
+            "gray_noise_prob": 1.0,
+        },
+        scale=1,
+    )(grey, torch.Generator().manual_seed(0))
     assert torch.equal(noisy[:, 0], noisy[:, 1]) and torch.equal(noisy[:, 1], noisy[:, 2])  # grey noise: one plane
     assert abs(float((noisy - 0.5).std()) * 255 - 10) < 1.0
-    poisson = RealESRGANDegradation({**OFF, "resize_modes": ["area"], "noise_prob": 1.0, "gaussian_noise_prob": 0.0, "poisson_scale_range": [2, 2],
-                                     "gray_noise_prob": 0.0}, scale=1)(hr, torch.Generator().manual_seed(0))
-    assert not torch.equal(poisson[:, 0] - hr[:, 0], poisson[:, 1] - hr[:, 1]) and abs(float((poisson - hr).mean())) < 0.01
+    poisson = RealESRGANDegradation(
+        {
+            **OFF,
+            "resize_modes": ["area"],
+            "noise_prob": 1.0,
+            "gaussian_noise_prob": 0.0,
+            "poisson_scale_range": [2, 2],
+            "gray_noise_prob": 0.0,
+        },
+        scale=1,
+    )(hr, torch.Generator().manual_seed(0))
+    assert (
+        not torch.equal(poisson[:, 0] - hr[:, 0], poisson[:, 1] - hr[:, 1]) and abs(float((poisson - hr).mean())) < 0.01
+    )
 
 
 def test_plans_draw_with_the_official_probabilities():
@@ -159,9 +236,18 @@ def test_plans_draw_with_the_official_probabilities():
     assert abs(rate([p.sinc is not None for p in plans]) - 0.8) < 0.07  # final_sinc_prob
     assert abs(rate([p.kernel2 is not None for p in plans]) - 0.5) < 0.08  # second_blur_prob
     assert all(p.kernel1 is not None and p.noise1 and p.jpeg1 and p.jpeg2 for p in plans)  # always, as the official
-    assert abs(rate([p.resize1[0] < 1 for p in plans]) - 0.7) < 0.08 and abs(rate([p.resize1[0] == 1 for p in plans]) - 0.1) < 0.05
-    assert all(0.3 <= p.resize1[0] <= 1.5 and 0.6 <= p.resize2[0] <= 1.2 and 60 <= p.jpeg1 <= 95 and 60 <= p.jpeg2 <= 100 for p in plans)
-    assert abs(rate([p.noise1.kind == "gaussian" for p in plans]) - 0.5) < 0.08 and abs(rate([p.noise2.gray for p in plans]) - 0.4) < 0.08
+    assert (
+        abs(rate([p.resize1[0] < 1 for p in plans]) - 0.7) < 0.08
+        and abs(rate([p.resize1[0] == 1 for p in plans]) - 0.1) < 0.05
+    )
+    assert all(
+        0.3 <= p.resize1[0] <= 1.5 and 0.6 <= p.resize2[0] <= 1.2 and 60 <= p.jpeg1 <= 95 and 60 <= p.jpeg2 <= 100
+        for p in plans
+    )
+    assert (
+        abs(rate([p.noise1.kind == "gaussian" for p in plans]) - 0.5) < 0.08
+        and abs(rate([p.noise2.gray for p in plans]) - 0.4) < 0.08
+    )
     assert abs(rate([p.sinc_first for p in plans]) - 0.5) < 0.08
     assert {p.final_mode for p in plans} == {"area", "bilinear", "bicubic"}
 
@@ -175,11 +261,15 @@ def test_realsr_pairs_pair_every_file_by_name(tmp_path, layout):
     assert dm.eval_sets("test") == []
     batch = next(iter(dm.test_dataloader()))
     assert batch["name"] == sorted(names)
-    assert batch["lr"].shape == (3, 3, 32, 32) and batch["hr"].shape == batch["image"].shape == batch["target"].shape == (3, 3, 128, 128)
+    assert batch["lr"].shape == (3, 3, 32, 32) and batch["hr"].shape == batch["image"].shape == batch[
+        "target"
+    ].shape == (3, 3, 128, 128)
     lr_dir, hr_dir = ("test_LR", "test_HR") if layout == "stablesr" else ("lq", "gt")
     assert torch.equal(batch["lr"][0], to_tensor(read_image(root / lr_dir / f"{batch['name'][0]}.png")))  # as stored
     assert torch.equal(batch["hr"][2], to_tensor(read_image(root / hr_dir / f"{batch['name'][2]}.png")))
-    assert torch.equal(batch["target"], batch["hr"]) and torch.equal(batch["image"][1], upsample_bicubic(batch["lr"][1], (128, 128)))
+    assert torch.equal(batch["target"], batch["hr"]) and torch.equal(
+        batch["image"][1], upsample_bicubic(batch["lr"][1], (128, 128))
+    )
     assert len(dm.build_dataset("val")) == 3
 
 
@@ -191,7 +281,10 @@ def test_realsr_pairs_missing_partner_and_wrong_root(tmp_path):
     with pytest.raises(LayoutError) as error:
         RealSRPairsDataModule(str(root))
     message = str(error.value)
-    assert f"test_LR/{REALSR_NAMES[1]}.png (no test_HR/ partner)" in message and "test_HR/Extra_009_LR4.png (no test_LR/ partner)" in message
+    assert (
+        f"test_LR/{REALSR_NAMES[1]}.png (no test_HR/ partner)" in message
+        and "test_HR/Extra_009_LR4.png (no test_LR/ partner)" in message
+    )
     assert "Expected layout" in message and "test_LR/<name>.png" in message
     assert len(RealSRPairsDataModule(str(root), on_unmatched="skip").build_dataset("test")) == 2
     with pytest.raises(LayoutError, match="does not exist"):
@@ -205,7 +298,10 @@ def test_realsr_pairs_scale_must_match(tmp_path):
     root = tmp_path / "set"
     make_realsr_pairs(root)
     dataset = RealSRPairsDataModule(str(root), scale=2).build_dataset("test")
-    with pytest.raises(BadSampleError, match=rf"test_HR/{REALSR_NAMES[0]}.png is 128x128, not 2x .*test_LR/{REALSR_NAMES[0]}.png \(32x32\)"):
+    with pytest.raises(
+        BadSampleError,
+        match=rf"test_HR/{REALSR_NAMES[0]}.png is 128x128, not 2x .*test_LR/{REALSR_NAMES[0]}.png \(32x32\)",
+    ):
         dataset[0]
 
 
@@ -237,7 +333,9 @@ def test_hq_folder_crops_and_degrades_on_the_fly(tmp_path):
     images = make_hq_folder(tmp_path / "hq")
     dm = HQFolderDataModule(str(tmp_path / "hq"), crop_size=64, val_size=1, batch_size=2, seed=0)
     assert len(dm.train_paths) == 4 and len(dm.held_out) == 1 and set(dm.train_paths + dm.held_out) == set(images)
-    path = next(p for p in images if p.stem == "0000002")  # 40x56: reflect-padded (bottom/right) to the crop, then cropped
+    path = next(
+        p for p in images if p.stem == "0000002"
+    )  # 40x56: reflect-padded (bottom/right) to the crop, then cropped
     small = HQCropDataset([path], crop_size=64, hflip=False)[0]["hr"]
     assert small.shape == (3, 64, 64) and torch.equal(small[:, :40, :56], to_tensor(read_image(path)))
     batch = next(iter(dm.train_dataloader()))
@@ -245,14 +343,22 @@ def test_hq_folder_crops_and_degrades_on_the_fly(tmp_path):
     hr = batch["hr"].clone()
     out = dm.on_after_batch_transfer(dict(batch), 0)
     assert out["lr"].shape == (2, 3, 16, 16) and torch.equal(out["target"], hr)
-    assert torch.equal(out["image"], F.interpolate(out["lr"], size=(64, 64), mode="bicubic", align_corners=False).clamp(0, 1))
-    again = HQFolderDataModule(str(tmp_path / "hq"), crop_size=64, val_size=1, seed=0)  # a fresh run draws the same degradations
+    assert torch.equal(
+        out["image"], F.interpolate(out["lr"], size=(64, 64), mode="bicubic", align_corners=False).clamp(0, 1)
+    )
+    again = HQFolderDataModule(
+        str(tmp_path / "hq"), crop_size=64, val_size=1, seed=0
+    )  # a fresh run draws the same degradations
     assert torch.equal(again.on_after_batch_transfer({"hr": hr}, 0)["lr"], out["lr"])
-    assert not torch.equal(again.on_after_batch_transfer({"hr": hr}, 0)["lr"], out["lr"])  # the next batch, another draw
+    assert not torch.equal(
+        again.on_after_batch_transfer({"hr": hr}, 0)["lr"], out["lr"]
+    )  # the next batch, another draw
     val = dm.build_dataset("val")[0]
     assert val["lr"].shape == (3, 16, 16) and val["hr"].shape == (3, 64, 64) and val["name"] == dm.held_out[0].stem
     assert torch.equal(again.build_dataset("val")[0]["lr"], val["lr"])  # held-out crops degraded deterministically
-    assert dm.on_after_batch_transfer({"lr": val["lr"][None], "hr": val["hr"][None]}, 0)["lr"] is not None  # paired batches pass as they are
+    assert (
+        dm.on_after_batch_transfer({"lr": val["lr"][None], "hr": val["hr"][None]}, 0)["lr"] is not None
+    )  # paired batches pass as they are
 
 
 def test_hq_folder_list_files_and_val_root(tmp_path):
@@ -260,7 +366,9 @@ def test_hq_folder_list_files_and_val_root(tmp_path):
     listing = write_list_file(tmp_path / "lists" / "train.txt", images[:3], relative=False)
     relative = write_list_file(tmp_path / "hq" / "ffhq.txt", images[3:])
     make_realsr_pairs(tmp_path / "RealSRVal_crop128", lr_size=16)
-    dm = HQFolderDataModule([str(listing), str(relative)], crop_size=32, val_root=str(tmp_path / "RealSRVal_crop128"), val_size=2)
+    dm = HQFolderDataModule(
+        [str(listing), str(relative)], crop_size=32, val_root=str(tmp_path / "RealSRVal_crop128"), val_size=2
+    )
     assert dm.train_paths == images and dm.held_out == []
     assert len(dm.build_dataset("val")) == 2 and len(dm.build_dataset("test")) == 3
     batch = next(iter(dm.test_dataloader()))
@@ -302,7 +410,9 @@ def test_lightning_calls_the_datamodule_hook_and_seeds_by_step():
     assert torch.equal(torch.rand(4, generator=first), torch.rand(4, generator=seeded_generator(0, 0, 6, 0)))
     assert torch.equal(torch.rand(4, generator=second), torch.rand(4, generator=seeded_generator(0, 0, 6, 1)))
     Trainer.global_step = 6
-    assert torch.equal(torch.rand(4, generator=dm.batch_generator()), torch.rand(4, generator=seeded_generator(0, 0, 7, 0)))
+    assert torch.equal(
+        torch.rand(4, generator=dm.batch_generator()), torch.rand(4, generator=seeded_generator(0, 0, 7, 0))
+    )
 
 
 def test_configs_compose_and_instantiate(tmp_path):

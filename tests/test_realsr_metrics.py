@@ -1,6 +1,7 @@
 """The realsr protocol (zoo/metrics/realsr.py, ``rezoo score --protocol realsr``): pyiqa's PSNR/SSIM recipe
 against an independent numpy/scipy implementation of its formulas, the scorer's skips and errors, and the
 LPIPS wiring through torchmetrics with a stand-in backbone (the ImageNet weights are not downloaded here)."""
+
 from __future__ import annotations
 
 import json
@@ -109,7 +110,20 @@ def write_pairs(root: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, tupl
 
 def score(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "s.json"
-    run(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--protocol", "realsr", "--out", str(out), *args])
+    run(
+        [
+            "score",
+            "--pred",
+            str(tmp_path / "pred"),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--protocol",
+            "realsr",
+            "--out",
+            str(out),
+            *args,
+        ]
+    )
     return json.loads(out.read_text())
 
 
@@ -124,7 +138,11 @@ def test_score_cli_writes_means_count_per_image_and_skips_pyiqa_metrics_with_the
         assert result["per_image"][name]["ssim"] == pytest.approx(reference_ssim(pred8, gt8), abs=1e-7)
     assert result["psnr"] == pytest.approx(np.mean([v["psnr"] for v in result["per_image"].values()]), abs=1e-9)
     assert result["ssim"] == pytest.approx(np.mean([v["ssim"] for v in result["per_image"].values()]), abs=1e-12)
-    assert "musiq" not in result and "pyiqa is not installed" in result["skipped"]["musiq"] and "pip install pyiqa" in result["skipped"]["musiq"]
+    assert (
+        "musiq" not in result
+        and "pyiqa is not installed" in result["skipped"]["musiq"]
+        and "pip install pyiqa" in result["skipped"]["musiq"]
+    )
     assert "musiq skipped" in capsys.readouterr().err
 
 
@@ -147,16 +165,29 @@ def test_score_cli_refuses_mis_sized_and_unpaired_files(tmp_path, capsys):
 def test_missing_backbone_weights_skip_the_defaults_and_fail_when_asked_for(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(realsr, "backbone_url", lambda metric: f"file://{tmp_path}/offline/{'alexnet-owt-7be5be79' if metric == 'lpips' else 'vgg16-397923af'}.pth")
+    monkeypatch.setattr(
+        realsr,
+        "backbone_url",
+        lambda metric: (
+            f"file://{tmp_path}/offline/{'alexnet-owt-7be5be79' if metric == 'lpips' else 'vgg16-397923af'}.pth"
+        ),
+    )
     write_pairs(tmp_path, {"a": (24, 24)})
     result = score(tmp_path)  # default psnr,ssim,lpips,dists: what cannot run is skipped, loudly
     assert set(result["per_image"]["a"]) == {"psnr", "ssim"} and set(result["skipped"]) == {"lpips", "dists"}
-    assert "alexnet-owt-7be5be79.pth" in result["skipped"]["lpips"] and "vgg16-397923af.pth" in result["skipped"]["dists"]
+    assert (
+        "alexnet-owt-7be5be79.pth" in result["skipped"]["lpips"] and "vgg16-397923af.pth" in result["skipped"]["dists"]
+    )
     assert "lpips skipped" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         score(tmp_path, "--metrics", "psnr,lpips")
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "alexnet-owt-7be5be79.pth" in err and "file://" in err and "--lpips-weights FILE" in err
+    assert (
+        exit_info.value.code == 2
+        and "alexnet-owt-7be5be79.pth" in err
+        and "file://" in err
+        and "--lpips-weights FILE" in err
+    )
     with pytest.raises(SystemExit) as exit_info:
         score(tmp_path, "--metrics", "dists", "--dists-weights", str(tmp_path / "nowhere.pth"))
     assert exit_info.value.code == 2 and "nowhere.pth is not a file" in capsys.readouterr().err
@@ -184,7 +215,9 @@ def test_lpips_runs_torchmetrics_network_on_the_given_backbone_file(tmp_path, mo
     scorer = RealSRScorer(["lpips", "psnr"], lpips_weights=user_file)
     assert asked == [user_file.resolve()] and "TORCH_HOME" not in os.environ  # the file, through a temporary hub folder
     pred8, gt8 = image_pair(1, 64, 64, 20.0)
-    scorer.update(torch.cat([tensor(pred8), tensor(gt8)]), torch.cat([tensor(gt8), tensor(gt8)]), names=["noisy", "same"])
+    scorer.update(
+        torch.cat([tensor(pred8), tensor(gt8)]), torch.cat([tensor(gt8), tensor(gt8)]), names=["noisy", "same"]
+    )
     noisy, same = scorer.per_image["lpips"]
     assert noisy > 1e-4 and same == pytest.approx(0.0, abs=1e-7)
     single = scorer.nets["lpips"](tensor(pred8), tensor(gt8), normalize=True).item()  # batch == one at a time

@@ -1,4 +1,5 @@
 """Registry, weight formats, remapping and cached downloads."""
+
 from __future__ import annotations
 
 import functools
@@ -94,7 +95,10 @@ def test_lightning_checkpoint_prefers_ema_and_keeps_kwargs(tmp_path):
     ckpt = {
         "pytorch-lightning_version": "2.6.0",
         "hyper_parameters": {"model_name": "deeperaser", "net": {"iters": 2}},
-        "state_dict": {**{f"net.{k}": v for k, v in net.state_dict().items()}, **{f"ema_net.{k}": v for k, v in ema.state_dict().items()}},
+        "state_dict": {
+            **{f"net.{k}": v for k, v in net.state_dict().items()},
+            **{f"ema_net.{k}": v for k, v in ema.state_dict().items()},
+        },
     }
     path = tmp_path / "last.ckpt"
     torch.save(ckpt, path)
@@ -169,7 +173,11 @@ def test_download_over_http_with_timeout(served_file, http_server, monkeypatch):
     monkeypatch.setenv("REZOO_DOWNLOAD_TIMEOUT", "7.5")
     timeouts = []
     urlopen = weights.urllib.request.urlopen
-    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda url, timeout: timeouts.append(timeout) or urlopen(url, timeout=timeout))
+    monkeypatch.setattr(
+        weights.urllib.request,
+        "urlopen",
+        lambda url, timeout: timeouts.append(timeout) or urlopen(url, timeout=timeout),
+    )
     path = weights.download(f"{http_server}/{source.name}", sha256=digest, progress=False)
     assert path.read_bytes() == source.read_bytes() and timeouts == [7.5]
     monkeypatch.delenv("REZOO_DOWNLOAD_TIMEOUT")
@@ -188,7 +196,9 @@ def test_download_with_wrong_hash_leaves_nothing(served_file, http_server):
     url = f"{http_server}/{source.name}"
     with pytest.raises(DownloadError) as error:
         weights.download(url, sha256="0" * 64, file_name="x.pth", progress=False)
-    assert_one_line_failure(error, url, f"sha256 mismatch: expected {'0' * 64}, got {digest}", weights.cache_dir() / "x.pth")
+    assert_one_line_failure(
+        error, url, f"sha256 mismatch: expected {'0' * 64}, got {digest}", weights.cache_dir() / "x.pth"
+    )
     assert list(weights.cache_dir().iterdir()) == []
 
 
@@ -242,8 +252,19 @@ def test_interrupted_download_leaves_nothing(served_file, monkeypatch):
 
 def test_manifest_tag_downloads_and_loads(served_file, tmp_path, monkeypatch):
     source, digest = served_file
-    write_manifest(tmp_path / "manifest.yaml", {"deeperaser": {"scut_enstext": {
-        "url": source.as_uri(), "file_name": "deeperaser-official-scut_enstext.pth", "sha256": digest}}}, monkeypatch)
+    write_manifest(
+        tmp_path / "manifest.yaml",
+        {
+            "deeperaser": {
+                "scut_enstext": {
+                    "url": source.as_uri(),
+                    "file_name": "deeperaser-official-scut_enstext.pth",
+                    "sha256": digest,
+                }
+            }
+        },
+        monkeypatch,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a verified download does not warn
         model = zoo.create_model("deeperaser", pretrained=True, iters=2)  # True -> default tag scut_enstext
@@ -254,21 +275,33 @@ def test_manifest_tag_downloads_and_loads(served_file, tmp_path, monkeypatch):
 
 def test_manifest_entry_without_sha256_warns(served_file, tmp_path, monkeypatch):
     source, _ = served_file
-    write_manifest(tmp_path / "manifest.yaml", {"deeperaser": {"scut_enstext": {"url": source.as_uri(), "sha256": None}}}, monkeypatch)
+    write_manifest(
+        tmp_path / "manifest.yaml",
+        {"deeperaser": {"scut_enstext": {"url": source.as_uri(), "sha256": None}}},
+        monkeypatch,
+    )
     target = weights.cache_dir() / source.name
-    with pytest.warns(UserWarning, match=f"{target} is unverified: the weights manifest has no sha256 for {source.as_uri()}"):
+    with pytest.warns(
+        UserWarning, match=f"{target} is unverified: the weights manifest has no sha256 for {source.as_uri()}"
+    ):
         assert weights.resolve_pretrained("deeperaser", True, "scut_enstext") == target
     assert target.read_bytes() == source.read_bytes()
 
 
-HF_ENTRY = {"hf": {"repo_id": "owner/weights-repo", "filename": "sub/model.pth", "revision": "main"}, "file_name": "hf-test.pth", "sha256": None}
+HF_ENTRY = {
+    "hf": {"repo_id": "owner/weights-repo", "filename": "sub/model.pth", "revision": "main"},
+    "file_name": "hf-test.pth",
+    "sha256": None,
+}
 HF_URL = "https://huggingface.co/owner/weights-repo/resolve/main/sub/model.pth"
 
 
 def test_hf_entry_offline_names_the_url_and_the_cache_path(served_file, monkeypatch):
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as conftest's HF_HUB_OFFLINE=1, whatever the environment says
+    monkeypatch.setattr(
+        constants, "HF_HUB_OFFLINE", True
+    )  # as conftest's HF_HUB_OFFLINE=1, whatever the environment says
     with pytest.raises(DownloadError) as error:
         weights.fetch(HF_ENTRY, progress=False)
     assert_one_line_failure(error, HF_URL, "offline mode (HF_HUB_OFFLINE=1)", weights.cache_dir() / "hf-test.pth")
@@ -306,7 +339,9 @@ def test_hf_entry_downloads_through_hf_hub_download(served_file, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     with pytest.raises(DownloadError) as error:
         weights.fetch({**HF_ENTRY, "sha256": "f" * 64}, progress=False)
-    assert_one_line_failure(error, HF_URL, f"sha256 mismatch: expected {'f' * 64}, got {digest}", weights.cache_dir() / "hf-test.pth")
+    assert_one_line_failure(
+        error, HF_URL, f"sha256 mismatch: expected {'f' * 64}, got {digest}", weights.cache_dir() / "hf-test.pth"
+    )
     assert list(weights.cache_dir().iterdir()) == []
     path = weights.fetch({**HF_ENTRY, "sha256": digest}, progress=False)
     assert path == weights.cache_dir() / "hf-test.pth" and path.read_bytes() == source.read_bytes()
@@ -320,11 +355,22 @@ def test_shipped_manifest_declares_official_deeperaser():
     assert "sha256" in entry
 
 
-@pytest.mark.parametrize(("model", "tag", "url"), [
-    ("garnet", "scut_enstext_synthtext", "https://huggingface.co/naverpapago/garnet/resolve/main/saved_model.pth"),
-    ("ste", "posterase", "https://huggingface.co/alimama-creative/Self-Supervised-Text-Erasing/resolve/main/ste/best_net_G.pth"),
-    ("ste", "posterase_ft", "https://huggingface.co/alimama-creative/Self-Supervised-Text-Erasing/resolve/main/ft/best_net_G.pth"),
-])
+@pytest.mark.parametrize(
+    ("model", "tag", "url"),
+    [
+        ("garnet", "scut_enstext_synthtext", "https://huggingface.co/naverpapago/garnet/resolve/main/saved_model.pth"),
+        (
+            "ste",
+            "posterase",
+            "https://huggingface.co/alimama-creative/Self-Supervised-Text-Erasing/resolve/main/ste/best_net_G.pth",
+        ),
+        (
+            "ste",
+            "posterase_ft",
+            "https://huggingface.co/alimama-creative/Self-Supervised-Text-Erasing/resolve/main/ft/best_net_G.pth",
+        ),
+    ],
+)
 def test_shipped_manifest_hub_entries(model, tag, url):
     entry = weights.manifest_entry(model, tag)
     assert "url" not in entry and entry["hf"]["revision"] == "main"
@@ -341,7 +387,11 @@ def test_eval_forward_under_bf16_autocast_keeps_the_input_dtype(name):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(image, **conditions)
     scale = zoo.model_info(name)["scale"]
-    assert output.dtype == torch.float32 and output.shape == (1, 3, 32 * scale, 32 * scale) and torch.isfinite(output).all()
+    assert (
+        output.dtype == torch.float32
+        and output.shape == (1, 3, 32 * scale, 32 * scale)
+        and torch.isfinite(output).all()
+    )
     if zoo.model_info(name)["composites"]:  # pasted into the input outside the mask (DeepEraser is not)
         outside = conditions["mask"][0, 0] == 0
         assert torch.equal(output[..., outside], image[..., outside])

@@ -1,4 +1,5 @@
 """Real-layout text-removal datamodules on generated fixtures (tests/text_fixtures.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ from tests.text_fixtures import (
     make_scut_syn,
     make_synthtext,
 )
-from zoo.common.masks import rasterize
+from zoo.imaging.masks import rasterize
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -58,7 +59,11 @@ def test_scut_enstext_masks_cover_the_polygons_at_the_protocol_size(scut):
     assert [r.name for r in test.records] == sorted(SCUT_POLYGONS)
     for record in test.records:
         sample = test[test.records.index(record)]
-        assert sample["image"].shape == sample["target"].shape == (3, 512, 512) and sample["mask"].shape == (1, 512, 512)
+        assert sample["image"].shape == sample["target"].shape == (3, 512, 512) and sample["mask"].shape == (
+            1,
+            512,
+            512,
+        )
         polygons = SCUT_POLYGONS[record.name]
         expected = torch.from_numpy(rasterize([p * 512 / SIZE for p in polygons], 512, 512) / 255.0)
         if not polygons:  # the empty annotation file
@@ -154,7 +159,7 @@ def test_posterase_boxes_order_splits_and_ground_truth(tmp_path):
     assert batch["place"][1]["obj"] == "促销,12,0;"
     for split, key in (("val", "valid/0.png"), ("test", "test/0.png")):
         sample = dm.build_dataset(split)[0]
-        (x1, x2, y1, y2), = POSTER_BOXES[key]
+        ((x1, x2, y1, y2),) = POSTER_BOXES[key]
         assert sample["boxes"].tolist() == [[x1, y1, x2, y2]]
         # ground truth from the 4th column, re-composited: identical to the input outside the box
         outside = sample["mask"][0] == 0
@@ -213,7 +218,9 @@ def test_synthtext_missing_background_is_reported(tmp_path):
 def test_mixed_sources_follow_the_weights(tmp_path):
     scut = SCUTEnsTextDataModule(str(make_scut_enstext(tmp_path / "scut")), train_size=32)
     synth = SynthTextDataModule(str(make_synthtext(tmp_path / "synth")), train_size=32, test_size=2)
-    dm = MixedDataModule({"scut": scut, "synth": synth}, weights={"scut": 3.0, "synth": 1.0}, samples_per_epoch=400, batch_size=4)
+    dm = MixedDataModule(
+        {"scut": scut, "synth": synth}, weights={"scut": 3.0, "synth": 1.0}, samples_per_epoch=400, batch_size=4
+    )
     loader = dm.train_dataloader()
     weights = dm.sample_weights(dm.datasets["train"])
     assert torch.isclose(weights[:3].sum() / weights.sum(), torch.tensor(0.75, dtype=torch.double))

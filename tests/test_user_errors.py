@@ -1,6 +1,7 @@
 """Mistakes a new user makes, run as the user runs them (a fresh interpreter each): every one ends
 with exit status 2 and one message on stderr that names the file, URL or key and the way out, and
 no traceback."""
+
 from __future__ import annotations
 
 import socket
@@ -24,13 +25,18 @@ def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("user_files")
     rng = np.random.default_rng(0)
     garnet = zoo.create_model("garnet", inference_size=None).state_dict()
-    lightning = {"pytorch-lightning_version": "2.6.0", "hyper_parameters": {"model_name": "garnet", "net": {"inference_size": None}},
-                 "state_dict": {f"net.{k}": v for k, v in garnet.items()}}
+    lightning = {
+        "pytorch-lightning_version": "2.6.0",
+        "hyper_parameters": {"model_name": "garnet", "net": {"inference_size": None}},
+        "state_dict": {f"net.{k}": v for k, v in garnet.items()},
+    }
     paths = {
         "image": write_image(root / "photo.png", rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)),
         "mask": write_image(root / "mask.png", (rng.random((24, 32)) > 0.7).astype(np.uint8) * 255),
-        "corrupt": root / "corrupt.png", "deeperaser": root / "deeperaser.pth",
-        "garnet_official": root / "garnet.pth", "garnet_lightning": root / "garnet.ckpt",
+        "corrupt": root / "corrupt.png",
+        "deeperaser": root / "deeperaser.pth",
+        "garnet_official": root / "garnet.pth",
+        "garnet_lightning": root / "garnet.ckpt",
     }
     paths["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n not really an image")
     torch.save({f"module.{k}": v for k, v in zoo.create_model("deeperaser").state_dict().items()}, paths["deeperaser"])
@@ -44,7 +50,7 @@ def assert_user_error(result: subprocess.CompletedProcess, *expected: str) -> st
     """Exit status 2, no traceback, and an ``error:`` message containing every ``expected`` text."""
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    message = result.stderr[result.stderr.index("error: "):]
+    message = result.stderr[result.stderr.index("error: ") :]
     for text in expected:
         assert text in message, f"{text!r} not in {message!r}"
     return message
@@ -65,16 +71,39 @@ def test_infer_offline_default_weights(files, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
     entry = weights.manifest_entry("deeperaser", "scut_enstext")
-    result = infer("--model", "deeperaser", "--input", str(files["image"]), "--mask", str(files["mask"]), "--out", str(tmp_path / "out"))
-    message = assert_user_error(result, f"cannot download {entry['url']}: ", f"place the file at {tmp_path / 'cache' / entry['file_name']}",
-                                "or pass a local file (--weights <file>, or pretrained=<file> in Python)")
+    result = infer(
+        "--model",
+        "deeperaser",
+        "--input",
+        str(files["image"]),
+        "--mask",
+        str(files["mask"]),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    message = assert_user_error(
+        result,
+        f"cannot download {entry['url']}: ",
+        f"place the file at {tmp_path / 'cache' / entry['file_name']}",
+        "or pass a local file (--weights <file>, or pretrained=<file> in Python)",
+    )
     assert message.count("\n") == 1  # one line
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_infer_corrupt_image(files, tmp_path):
-    result = infer("--model", "deeperaser", "--weights", str(files["deeperaser"]), "--input", str(files["corrupt"]),
-                   "--mask", str(files["mask"]), "--out", str(tmp_path))
+    result = infer(
+        "--model",
+        "deeperaser",
+        "--weights",
+        str(files["deeperaser"]),
+        "--input",
+        str(files["corrupt"]),
+        "--mask",
+        str(files["mask"]),
+        "--out",
+        str(tmp_path),
+    )
     assert_user_error(result, f"cannot read image {files['corrupt']}")
 
 
@@ -84,20 +113,40 @@ def test_infer_without_the_mask_the_model_needs(files, tmp_path, model):
     assert_user_error(result, f"{model} erases the text inside a mask: give --mask <file or folder>")
 
 
-@pytest.mark.parametrize(("weights_file", "expected"), [
-    ("garnet_official", "holds no weights of DeepEraser: none of its 78 keys is in the file"),
-    ("garnet_exported", "holds weights of 'garnet', not 'deeperaser'"),
-])
+@pytest.mark.parametrize(
+    ("weights_file", "expected"),
+    [
+        ("garnet_official", "holds no weights of DeepEraser: none of its 78 keys is in the file"),
+        ("garnet_exported", "holds weights of 'garnet', not 'deeperaser'"),
+    ],
+)
 def test_infer_with_weights_of_another_model(files, tmp_path, weights_file, expected):
-    result = infer("--model", "deeperaser", "--weights", str(files[weights_file]), "--input", str(files["image"]),
-                   "--mask", str(files["mask"]), "--out", str(tmp_path))
+    result = infer(
+        "--model",
+        "deeperaser",
+        "--weights",
+        str(files[weights_file]),
+        "--input",
+        str(files["image"]),
+        "--mask",
+        str(files["mask"]),
+        "--out",
+        str(tmp_path),
+    )
     message = assert_user_error(result, str(files[weights_file]), expected, "--model")
     assert message.count("\n") == 1
 
 
 def test_train_on_a_missing_dataset_shows_the_layout(tmp_path):
-    result = run_tool("train.py", "data=scut_enstext", "data.root=/nonexistent", "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}",
-                      check=False, timeout=120)
+    result = run_tool(
+        "train.py",
+        "data=scut_enstext",
+        "data.root=/nonexistent",
+        "trainer.max_steps=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+        timeout=120,
+    )
     message = assert_user_error(result, "/nonexistent")
     lines = message.splitlines()
     assert "\\n" not in message and len(lines) >= 3
@@ -105,7 +154,9 @@ def test_train_on_a_missing_dataset_shows_the_layout(tmp_path):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rezoo.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rezoo.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_unknown_command_and_argument():

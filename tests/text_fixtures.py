@@ -1,4 +1,5 @@
 """Tiny text-removal datasets written in the exact on-disk layouts of the real releases."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,10 @@ def paint(image: np.ndarray, polygons: list[np.ndarray], colour=(250, 250, 20)) 
 # SCUT-EnsText: a 4-point quad, a 10-point curved polygon, a vertex beyond the image, an empty file,
 # CRLF line endings, spaces and a trailing '###' field, both name styles (img_<k>, <n>).
 SCUT_POLYGONS = {
-    "img_12": [np.array([[8, 8], [40, 6], [41, 20], [9, 22]]), np.array([[10, 40], [20, 36], [30, 35], [40, 36], [50, 40], [50, 50], [40, 46], [30, 45], [20, 46], [10, 50]])],
+    "img_12": [
+        np.array([[8, 8], [40, 6], [41, 20], [9, 22]]),
+        np.array([[10, 40], [20, 36], [30, 35], [40, 36], [50, 40], [50, 50], [40, 46], [30, 45], [20, 46], [10, 50]]),
+    ],
     "7": [np.array([[30, 50], [65, 50], [65, 63], [30, 63]])],
     "img_324": [],
 }
@@ -50,16 +54,27 @@ def make_scut_enstext(root: Path, seed: int = 0) -> Path:
             write_image(root / split / "all_images" / f"{name}.jpg", paint(label, polygons))
             lines = [polygon_line(p, i) for i, p in enumerate(polygons)]
             (root / split / "all_gts").mkdir(parents=True, exist_ok=True)
-            (root / split / "all_gts" / f"{name}.txt").write_bytes(("\r\n".join(lines) + ("\r\n" if lines else "")).encode())
+            (root / split / "all_gts" / f"{name}.txt").write_bytes(
+                ("\r\n".join(lines) + ("\r\n" if lines else "")).encode()
+            )
     return root
 
 
 def make_scut_syn(root: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    for folder, names in (("syn_train", ["train_img_0", "train_img_1", "train_img_2"]), ("syn_test", ["img_0", "img_1"])):
+    for folder, names in (
+        ("syn_train", ["train_img_0", "train_img_1", "train_img_2"]),
+        ("syn_test", ["img_0", "img_1"]),
+    ):
         for k, name in enumerate(names):
             label = scene(rng, SIZE, SIZE)
-            image = paint(label, [np.array([[5 + k, 5], [30 + k, 5], [30 + k, 15], [5 + k, 15]]), np.array([[35, 40], [60, 40], [60, 55], [35, 55]])])
+            image = paint(
+                label,
+                [
+                    np.array([[5 + k, 5], [30 + k, 5], [30 + k, 15], [5 + k, 15]]),
+                    np.array([[35, 40], [60, 40], [60, 55], [35, 55]]),
+                ],
+            )
             write_image(root / folder / "label" / f"{name}.png", label)
             write_image(root / folder / "img" / f"{name}.png", image)
     return root
@@ -67,7 +82,12 @@ def make_scut_syn(root: Path, seed: int = 0) -> Path:
 
 # PosterErase: 513x750 (WxH) posters shrunk 10x for the fixture; boxes as x1,x2,y1,y2.
 POSTER_W, POSTER_H = 52, 75
-POSTER_BOXES = {"train/0.png": [(5, 40, 10, 20)], "train/1.png": [(2, 30, 50, 60), (10, 20, 25, 35)], "valid/0.png": [(6, 44, 12, 22)], "test/0.png": [(8, 30, 40, 52)]}
+POSTER_BOXES = {
+    "train/0.png": [(5, 40, 10, 20)],
+    "train/1.png": [(2, 30, 50, 60), (10, 20, 25, 35)],
+    "valid/0.png": [(6, 44, 12, 22)],
+    "test/0.png": [(8, 30, 40, 52)],
+}
 
 
 def make_posterase(root: Path, seed: int = 0, archives: bool = True) -> Path:
@@ -78,12 +98,16 @@ def make_posterase(root: Path, seed: int = 0, archives: bool = True) -> Path:
     lines = {"train.txt": [], "ps_valid.txt": [], "ps_test.txt": []}
     for number, (relative, boxes) in enumerate(POSTER_BOXES.items()):
         split = relative.split("/")[0]
-        archive = root / "erase_2" if archives and relative == "train/1.png" else first  # train posters are spread over archives
+        archive = (
+            root / "erase_2" if archives and relative == "train/1.png" else first
+        )  # train posters are spread over archives
         clean = scene(rng, POSTER_H, POSTER_W)
         polygons = [np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) for x1, x2, y1, y2 in boxes]
         write_image(archive / relative, paint(clean, polygons))
-        meta = {"mask": "".join(f"{x1},{x2},{y1},{y2};" for x1, x2, y1, y2 in boxes),
-                "place": {"obj": "促销,12,0;", "text": [[[x1, y1, ["255,0,0"]]] for x1, x2, y1, y2 in boxes]}}
+        meta = {
+            "mask": "".join(f"{x1},{x2},{y1},{y2};" for x1, x2, y1, y2 in boxes),
+            "place": {"obj": "促销,12,0;", "text": [[[x1, y1, ["255,0,0"]]] for x1, x2, y1, y2 in boxes]},
+        }
         columns = [str(number), relative, json.dumps(meta, ensure_ascii=False)]
         if split != "train":
             gt = relative.replace(".png", "_g.png")
@@ -118,7 +142,15 @@ def make_synthtext(root: Path, seed: int = 0, count: int = 10) -> Path:
         names.append(np.array([name]))
         bb = np.stack([q.T for q in quads], axis=2).astype(np.float64)  # 2x4xN
         word_bbs.append(bb[:, :, 0] if bb.shape[2] == 1 else bb)
-    savemat(root / "gt.mat", {"imnames": _cell(names), "wordBB": _cell(word_bbs), "charBB": _cell(word_bbs), "txt": _cell([np.array(["word"])] * count)})
+    savemat(
+        root / "gt.mat",
+        {
+            "imnames": _cell(names),
+            "wordBB": _cell(word_bbs),
+            "charBB": _cell(word_bbs),
+            "txt": _cell([np.array(["word"])] * count),
+        },
+    )
     return root
 
 

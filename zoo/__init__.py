@@ -2,6 +2,7 @@
 
 Public API: :func:`list_models`, :func:`model_info`, :func:`create_model`, :func:`load_weights`.
 """
+
 from zoo._compat import ensure_torchvision_importable
 
 TORCHVISION_OPS = ensure_torchvision_importable()  # first: before anything imports torchvision
@@ -54,10 +55,19 @@ def model_info(name: str) -> dict[str, Any]:
     kwargs naming an external frozen base the model needs, e.g. GramSR's ``base_model``/``dino_model``)."""
     entry = get_entry(name)
     return {
-        "name": name, "task": entry.task, "inputs": entry.inputs, "optional": entry.optional, "scale": entry.scale,
-        "pad_multiple": entry.pad_multiple, "composites": entry.composites, "default_tag": entry.default_tag,
-        "tags": tuple(_weights.load_manifest().get(name, {})), "params": entry.params,
-        "onnx": entry.onnx, "onnx_note": entry.onnx_note, "base": entry.base,
+        "name": name,
+        "task": entry.task,
+        "inputs": entry.inputs,
+        "optional": entry.optional,
+        "scale": entry.scale,
+        "pad_multiple": entry.pad_multiple,
+        "composites": entry.composites,
+        "default_tag": entry.default_tag,
+        "tags": tuple(_weights.load_manifest().get(name, {})),
+        "params": entry.params,
+        "onnx": entry.onnx,
+        "onnx_note": entry.onnx_note,
+        "base": entry.base,
     }
 
 
@@ -71,17 +81,23 @@ def _read_pretrained(name: str, pretrained: bool | str | Path, progress: bool) -
     path = _weights.resolve_pretrained(name, spec, get_entry(name).default_tag, progress)
     checkpoint = _weights.read_checkpoint(path)
     if checkpoint.model_name not in (None, name):
-        raise WeightsError(f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {checkpoint.model_name}")
+        raise WeightsError(
+            f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {checkpoint.model_name}"
+        )
     return path, checkpoint
 
 
-def load_weights(model: torch.nn.Module, name: str, pretrained: bool | str | Path, progress: bool = True) -> torch.nn.Module:
+def load_weights(
+    model: torch.nn.Module, name: str, pretrained: bool | str | Path, progress: bool = True
+) -> torch.nn.Module:
     """Load ``pretrained`` (True, a manifest tag, a URL or a path in any supported format) into ``model``."""
     path, checkpoint = _read_pretrained(name, pretrained, progress)
     return _weights.load_weights(model, checkpoint, get_entry(name).remap, source=str(path))
 
 
-def create_model(name: str, pretrained: bool | str | Path = False, progress: bool = True, **kwargs: Any) -> torch.nn.Module:
+def create_model(
+    name: str, pretrained: bool | str | Path = False, progress: bool = True, **kwargs: Any
+) -> torch.nn.Module:
     """Build a registered model, optionally with weights.
 
     ``pretrained``: ``False``; ``True`` (the model's default tag); a manifest tag; a URL; or a local

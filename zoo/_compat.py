@@ -6,6 +6,7 @@ its meta registrations expect the ``nms``/``qnms`` schemas. ``ensure_torchvision
 before anything imports torchvision: if the compiled ops load, it does nothing; if not, it defines the
 two schemas with a pure-torch NMS so that torchvision (and timm, kornia, ... which import it) work.
 """
+
 from __future__ import annotations
 
 import glob

@@ -4,6 +4,7 @@ The ``rezoo`` commands print such an error's message alone (its line breaks kept
 status 2, without a traceback. Each class also derives from the built-in exception that describes
 it, so ``except FileNotFoundError`` and the like keep working.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,8 +45,10 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise MissingExtraError(f"{feature} needs {module.split('.')[0]}, which is not installed: pip install -e \".[{extra}]\" "
-                                f"(from a checkout) or pip install \"rezoo[{extra}]\"") from error
+        raise MissingExtraError(
+            f'{feature} needs {module.split(".")[0]}, which is not installed: pip install -e ".[{extra}]" '
+            f'(from a checkout) or pip install "rezoo[{extra}]"'
+        ) from error
 
 
 class UnverifiedWeightsWarning(UserWarning):

@@ -3,6 +3,7 @@
 Model files register their builders with ``@register_model``; ``zoo.create_model`` builds them and
 ``zoo.model_info`` describes them. Only torch is imported here, so ``hubconf.py`` stays light.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -88,13 +89,30 @@ def register_model(
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not inputs or inputs[0] not in ("image", "lr") or not set(optional) <= set(inputs[1:]):
-        raise ValueError(f"inputs must start with 'image' or 'lr' and contain every optional one; got {inputs}, {optional}")
+        raise ValueError(
+            f"inputs must start with 'image' or 'lr' and contain every optional one; got {inputs}, {optional}"
+        )
 
     def decorator(builder: Callable[..., torch.nn.Module]) -> Callable[..., torch.nn.Module]:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, task, tuple(inputs), tuple(optional), scale, pad_multiple, composites, params, default_tag, remap, onnx, onnx_note,
-                                     tuple(base), read_folder)
+        _REGISTRY[name] = ModelEntry(
+            name,
+            builder,
+            task,
+            tuple(inputs),
+            tuple(optional),
+            scale,
+            pad_multiple,
+            composites,
+            params,
+            default_tag,
+            remap,
+            onnx,
+            onnx_note,
+            tuple(base),
+            read_folder,
+        )
         return builder
 
     return decorator
@@ -109,4 +127,6 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(registered_names()) or 'none'}") from None
+        raise UnknownModelError(
+            f"unknown model {name!r}; registered models: {', '.join(registered_names()) or 'none'}"
+        ) from None

@@ -20,6 +20,7 @@ An entry with ``package: {name, path}`` is first looked up inside that installed
 (``name`` is the import name, ``path`` relative to the package's folder): when the package is
 installed and holds the file, that file is used as it is, with no cache and no network.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,7 +69,11 @@ def _read_manifest(path: str | os.PathLike | None) -> dict[str, Any]:
     import yaml
 
     path = path or os.environ.get(MANIFEST_ENV)
-    text = Path(path).read_text(encoding="utf-8") if path else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
+    text = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
+    )
     return yaml.safe_load(text) or {}
 
 
@@ -103,7 +108,10 @@ def entry_url(entry: dict[str, Any]) -> str:
 def entry_file(entry: dict[str, Any]) -> Path:
     """Where a manifest entry's file is cached (also where a user may place it by hand): ``file_name``,
     else the last part of ``archive_member``, else of the URL's path."""
-    return cache_dir() / (entry.get("file_name") or PurePosixPath(entry.get("archive_member") or urllib.parse.urlparse(entry_url(entry)).path).name)
+    return cache_dir() / (
+        entry.get("file_name")
+        or PurePosixPath(entry.get("archive_member") or urllib.parse.urlparse(entry_url(entry)).path).name
+    )
 
 
 def package_file(entry: dict[str, Any]) -> Path | None:
@@ -136,11 +144,17 @@ def fetch(entry: dict[str, Any], progress: bool = True) -> Path:
         return target
     if "hf" in entry:
         hf = entry["hf"]
-        download_hf(hf["repo_id"], hf["filename"], hf.get("revision", "main"), entry.get("sha256"), target.name, progress)
+        download_hf(
+            hf["repo_id"], hf["filename"], hf.get("revision", "main"), entry.get("sha256"), target.name, progress
+        )
     else:
         download(entry_url(entry), entry.get("sha256"), target.name, progress, entry.get("archive_member"))
     if not entry.get("sha256"):
-        warnings.warn(f"{target} is unverified: the weights manifest has no sha256 for {entry_url(entry)}", UnverifiedWeightsWarning, stacklevel=2)
+        warnings.warn(
+            f"{target} is unverified: the weights manifest has no sha256 for {entry_url(entry)}",
+            UnverifiedWeightsWarning,
+            stacklevel=2,
+        )
     return target
 
 
@@ -188,7 +202,11 @@ def _check_sha256(url: str, actual: str, expected: str | None, target: Path) -> 
 
 
 def download(
-    url: str, sha256: str | None = None, file_name: str | None = None, progress: bool = True, archive_member: str | None = None
+    url: str,
+    sha256: str | None = None,
+    file_name: str | None = None,
+    progress: bool = True,
+    archive_member: str | None = None,
 ) -> Path:
     """Download ``url`` (urllib, ``$REZOO_DOWNLOAD_TIMEOUT``) into the cache and return its path.
 
@@ -238,7 +256,11 @@ def _extract_member(archive: str, member: str, url: str, target: Path) -> str:
             try:
                 with zipfile.ZipFile(archive) as zipped:
                     if member not in zipped.namelist():
-                        raise _failed(url, f"the zip archive has no member {member} (members: {', '.join(zipped.namelist()[:10]) or 'none'})", target)
+                        raise _failed(
+                            url,
+                            f"the zip archive has no member {member} (members: {', '.join(zipped.namelist()[:10]) or 'none'})",
+                            target,
+                        )
                     with zipped.open(member) as source:
                         while block := source.read(1 << 20):
                             out.write(block)
@@ -272,7 +294,12 @@ def _url_reason(url: str, error: BaseException, timeout: float) -> str:
 
 
 def download_hf(
-    repo_id: str, filename: str, revision: str = "main", sha256: str | None = None, file_name: str | None = None, progress: bool = True
+    repo_id: str,
+    filename: str,
+    revision: str = "main",
+    sha256: str | None = None,
+    file_name: str | None = None,
+    progress: bool = True,
 ) -> Path:
     """Download ``filename`` of the Hugging Face Hub repository ``repo_id`` into the cache (huggingface_hub).
 
@@ -338,7 +365,9 @@ class _DownloadProgress:
             return lambda n: None
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-        self.progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        self.progress = Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn()
+        )
         self.progress.start()
         task = self.progress.add_task(f"downloading {self.name}", total=self.total)
         return lambda n: self.progress.advance(task, n)
@@ -348,11 +377,15 @@ class _DownloadProgress:
             self.progress.stop()
 
 
-def resolve_pretrained(model_name: str, pretrained: bool | str, default_tag: str | None = None, progress: bool = True) -> Path:
+def resolve_pretrained(
+    model_name: str, pretrained: bool | str, default_tag: str | None = None, progress: bool = True
+) -> Path:
     """A local file for ``pretrained``: ``True`` (default tag), a manifest tag, a URL or a path."""
     if pretrained is True:
         if default_tag is None:
-            raise WeightsError(f"model {model_name!r} has no default pretrained weights; pass a tag or a path (--weights <file>)")
+            raise WeightsError(
+                f"model {model_name!r} has no default pretrained weights; pass a tag or a path (--weights <file>)"
+            )
         pretrained = default_tag
     spec = str(pretrained)
     entry = manifest_entry(model_name, spec)
@@ -396,7 +429,7 @@ def _from_safetensors(path: Path) -> Checkpoint:
 def _from_lightning(ckpt: dict, use_ema: bool) -> Checkpoint:
     hparams = ckpt.get("hyper_parameters", {}) or {}
     prefix = "ema_net." if use_ema and any(k.startswith("ema_net.") for k in ckpt["state_dict"]) else "net."
-    state_dict = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state_dict = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     return Checkpoint(state_dict, "lightning", hparams.get("model_name"), dict(hparams.get("net") or {}))
 
 
@@ -409,7 +442,7 @@ def _unwrap_official(obj: Any, path: Path) -> StateDict:
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a state_dict (dict of tensors), got {type(obj).__name__}")
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -425,22 +458,33 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, source
     if own and not set(own) & set(state_dict):
         examples = ", ".join(sorted(state_dict)[:3]) + (", ..." if len(state_dict) > 3 else "")
         name = type(model).__name__
-        raise WeightsError(f"{source} holds no weights of {name}: none of its {len(own)} keys is in the file (which has {len(state_dict)} "
-                           f"others: {examples}); pass {name} weights, or use the --model they belong to")
+        raise WeightsError(
+            f"{source} holds no weights of {name}: none of its {len(own)} keys is in the file (which has {len(state_dict)} "
+            f"others: {examples}); pass {name} weights, or use the --model they belong to"
+        )
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    shapes = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
     if missing or unexpected or shapes:
         lines = [f"weights from {source} do not match {type(model).__name__}:"]
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+                lines.append(
+                    f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else "")
+                )
         raise WeightsError("\n".join(lines))
     model.load_state_dict(state_dict, strict=True)
 
 
 def load_weights(
-    model: torch.nn.Module, checkpoint: Checkpoint, remap: Callable[[StateDict], StateDict] | None = None, source: str = "file"
+    model: torch.nn.Module,
+    checkpoint: Checkpoint,
+    remap: Callable[[StateDict], StateDict] | None = None,
+    source: str = "file",
 ) -> torch.nn.Module:
     """Load a read checkpoint into ``model``, remapping official keys with the family's hook."""
     state_dict = checkpoint.state_dict

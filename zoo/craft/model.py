@@ -25,6 +25,7 @@ second output (the decoder's 32-channel feature map, used by CRAFT's refiner onl
 is EasyOCR's detection path (``detection.test_net``: ``imgproc.resize_aspect_ratio``,
 ``normalizeMeanVariance``, ``craft_utils.getDetBoxes`` and ``adjustResultCoordinates``), reimplemented here.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.modes import evaluating
+from zoo.nn.modes import evaluating
 from zoo.registry import register_model
 
 __all__ = ["CRAFT", "DoubleConv", "VGG16BNBackbone", "boxes_from_scores", "craft", "fit_to_canvas", "polygon_from_box"]
@@ -118,8 +119,12 @@ class DoubleConv(nn.Module):
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels + mid_channels, mid_channels, kernel_size=1), nn.BatchNorm2d(mid_channels), nn.ReLU(inplace=True),
-            nn.Conv2d(mid_channels, out_channels, kernel_size=3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels + mid_channels, mid_channels, kernel_size=1),
+            nn.BatchNorm2d(mid_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid_channels, out_channels, kernel_size=3, padding=1),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,7 +140,10 @@ def fit_to_canvas(image: np.ndarray, canvas_size: int, mag_ratio: float) -> tupl
     scale = min(mag_ratio * longest, canvas_size) / longest
     new_height, new_width = int(height * scale), int(width * scale)
     resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
-    canvas = np.zeros((-(-new_height // CANVAS_MULTIPLE) * CANVAS_MULTIPLE, -(-new_width // CANVAS_MULTIPLE) * CANVAS_MULTIPLE, 3), np.float32)
+    canvas = np.zeros(
+        (-(-new_height // CANVAS_MULTIPLE) * CANVAS_MULTIPLE, -(-new_width // CANVAS_MULTIPLE) * CANVAS_MULTIPLE, 3),
+        np.float32,
+    )
     canvas[:new_height, :new_width] = resized
     return canvas, scale
 
@@ -168,15 +176,20 @@ def boxes_from_scores(
     height, width = text.shape
     _, text_on = cv2.threshold(text, low_text, 1, cv2.THRESH_BINARY)
     _, link_on = cv2.threshold(link, link_threshold, 1, cv2.THRESH_BINARY)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(np.clip(text_on + link_on, 0, 1).astype(np.uint8), connectivity=4)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        np.clip(text_on + link_on, 0, 1).astype(np.uint8), connectivity=4
+    )
     link_only = (link_on == 1) & (text_on == 0)
     boxes, box_labels = [], []
     for label in range(1, count):
-        left, top, w, h, area = (stats[label, key] for key in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA))
+        left, top, w, h, area = (
+            stats[label, key]
+            for key in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT, cv2.CC_STAT_AREA)
+        )
         if area < MIN_COMPONENT_AREA:
             continue
-        inside = labels[top:top + h, left:left + w] == label
-        if np.max(text[top:top + h, left:left + w][inside]) < text_threshold:
+        inside = labels[top : top + h, left : left + w] == label
+        if np.max(text[top : top + h, left : left + w][inside]) < text_threshold:
             continue
         grow = int(math.sqrt(area * min(w, h) / (w * h)) * 2)
         x0, y0 = max(left - grow, 0), max(top - grow, 0)
@@ -288,7 +301,17 @@ def polygon_from_box(box: np.ndarray, labels: np.ndarray, label: int) -> np.ndar
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) RGB in [0,1] -> (B,H,W,3) uint8 (rounded), the 8-bit images EasyOCR's detector reads."""
-    return images.detach().to("cpu", torch.float32).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return (
+        images.detach()
+        .to("cpu", torch.float32)
+        .clamp(0, 1)
+        .mul(255)
+        .round()
+        .to(torch.uint8)
+        .permute(0, 2, 3, 1)
+        .contiguous()
+        .numpy()
+    )
 
 
 class CRAFT(nn.Module):
@@ -306,17 +329,25 @@ class CRAFT(nn.Module):
         self.upconv3 = DoubleConv(256, 128, 64)
         self.upconv4 = DoubleConv(128, 64, 32)
         self.conv_cls = nn.Sequential(
-            nn.Conv2d(32, 32, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 16, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 16, kernel_size=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 16, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 16, kernel_size=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(16, 2, kernel_size=1),
         )
         for module in (self.upconv1, self.upconv2, self.upconv3, self.upconv4, self.conv_cls):
             _init_weights(module.modules())
         # normalizeMeanVariance on 0-255 values: (v - 255 mean) / (255 std), constants rounded to float32
-        self.register_buffer("pixel_mean", torch.tensor([255.0 * m for m in IMAGENET_MEAN]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor([255.0 * s for s in IMAGENET_STD]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "pixel_mean", torch.tensor([255.0 * m for m in IMAGENET_MEAN]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor([255.0 * s for s in IMAGENET_STD]).view(1, 3, 1, 1), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -357,11 +388,15 @@ class CRAFT(nn.Module):
         """
         if isinstance(images, torch.Tensor):
             if images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(f"expected (B,3,H,W) RGB images or a list of (3,H,W) ones, got shape {tuple(images.shape)}")
+                raise ValueError(
+                    f"expected (B,3,H,W) RGB images or a list of (3,H,W) ones, got shape {tuple(images.shape)}"
+                )
             batches = [_to_uint8(images)]
         else:
             if any(image.ndim != 3 or image.shape[0] != 3 for image in images):
-                raise ValueError(f"expected a list of (3,H,W) RGB images, got shapes {[tuple(image.shape) for image in images]}")
+                raise ValueError(
+                    f"expected a list of (3,H,W) RGB images, got shapes {[tuple(image.shape) for image in images]}"
+                )
             batches = [_to_uint8(image[None]) for image in images]
         weight = self.conv_cls[0].weight
         with evaluating(self):
@@ -388,8 +423,14 @@ class CRAFT(nn.Module):
         return words
 
 
-@register_model("craft", task="text_detection", inputs=("image",), params=20_770_466, default_tag="mlt_25k",
-                onnx_note="the network exports, but rezoo export has no text-detection signature yet (its box post-processing is NumPy/OpenCV)")
+@register_model(
+    "craft",
+    task="text_detection",
+    inputs=("image",),
+    params=20_770_466,
+    default_tag="mlt_25k",
+    onnx_note="the network exports, but rezoo export has no text-detection signature yet (its box post-processing is NumPy/OpenCV)",
+)
 def craft(**kwargs) -> CRAFT:
     """CRAFT text detector (Baek et al. CVPR 2019; 20,770,466 parameters), EasyOCR's ``craft_mlt_25k`` weights."""
     return CRAFT(**kwargs)

@@ -14,6 +14,7 @@ Parameter names equal the official ones: the released ``deeperaser.pth`` (a stat
 DataParallel model) loads once ``zoo.weights`` strips its ``module.`` prefix, with no key remapping.
 The official ``InstanceNorm2d`` layers have no affine weights and so no keys.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -66,7 +67,9 @@ class ResidualBlock(nn.Module):
 class ContextEncoder(nn.Module):
     """Full-resolution feature/context encoder (the official ``BasicEncoder``, instance norm)."""
 
-    def __init__(self, in_channels: int = 4, widths: Sequence[int] = (16, 32, 32, 64, 64, 128), out_channels: int = 128):
+    def __init__(
+        self, in_channels: int = 4, widths: Sequence[int] = (16, 32, 32, 64, 64, 128), out_channels: int = 128
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 7, padding=3)
         previous = widths[0]
@@ -116,14 +119,21 @@ class SepConvGRU(nn.Module):
         self.hidden_dim, self.context_dim = hidden_dim, context_dim
         for suffix, kernel, padding in self.PASSES:
             for gate in "zrq":
-                setattr(self, f"conv{gate}{suffix}", nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel, padding=padding))
+                setattr(
+                    self, f"conv{gate}{suffix}", nn.Conv2d(hidden_dim + input_dim, hidden_dim, kernel, padding=padding)
+                )
 
     def _split(self, suffix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(zr weight without the context channels, its context part, q likewise) for one pass."""
         zr = torch.cat([getattr(self, f"convz{suffix}").weight, getattr(self, f"convr{suffix}").weight])
         q = getattr(self, f"convq{suffix}").weight
         h, c = self.hidden_dim, self.context_dim
-        return torch.cat([zr[:, :h], zr[:, h + c :]], 1), zr[:, h : h + c], torch.cat([q[:, :h], q[:, h + c :]], 1), q[:, h : h + c]
+        return (
+            torch.cat([zr[:, :h], zr[:, h + c :]], 1),
+            zr[:, h : h + c],
+            torch.cat([q[:, :h], q[:, h + c :]], 1),
+            q[:, h : h + c],
+        )
 
     def context_terms(self, context: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per pass, the context's contribution (with the biases) to the z|r and q pre-activations."""
@@ -132,14 +142,23 @@ class SepConvGRU(nn.Module):
             _, zr_context, _, q_context = self._split(suffix)
             zr_bias = torch.cat([getattr(self, f"convz{suffix}").bias, getattr(self, f"convr{suffix}").bias])
             q_bias = getattr(self, f"convq{suffix}").bias
-            terms.append((F.conv2d(context, zr_context, zr_bias, padding=padding), F.conv2d(context, q_context, q_bias, padding=padding)))
+            terms.append(
+                (
+                    F.conv2d(context, zr_context, zr_bias, padding=padding),
+                    F.conv2d(context, q_context, q_bias, padding=padding),
+                )
+            )
         return terms
 
-    def forward(self, h: torch.Tensor, features: torch.Tensor, context_terms: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, features: torch.Tensor, context_terms: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         """One GRU step from the hidden state, the estimate features and :meth:`context_terms`."""
         for (suffix, _, padding), (zr_context, q_context) in zip(self.PASSES, context_terms):
             zr_weight, _, q_weight, _ = self._split(suffix)
-            z, r = torch.sigmoid(F.conv2d(torch.cat([h, features], 1), zr_weight, padding=padding) + zr_context).chunk(2, dim=1)
+            z, r = torch.sigmoid(F.conv2d(torch.cat([h, features], 1), zr_weight, padding=padding) + zr_context).chunk(
+                2, dim=1
+            )
             q = torch.tanh(F.conv2d(torch.cat([r * h, features], 1), q_weight, padding=padding) + q_context)
             h = torch.lerp(h, q, z)  # (1 - z) * h + z * q
         return h
@@ -167,7 +186,9 @@ class UpdateBlock(nn.Module):
         self.gru = SepConvGRU(hidden_dim, context_dim + estimate_dim, context_dim)
         self.pre_head = PredictionHead(hidden_dim)
 
-    def forward(self, hidden: torch.Tensor, context_terms: list, estimate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, context_terms: list, estimate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration; ``context_terms`` = ``self.gru.context_terms(context)``, computed once per image."""
         hidden = self.gru(hidden, self.encoder(estimate), context_terms)
         return hidden, self.pre_head(hidden)
@@ -234,7 +255,9 @@ class DeepEraser(nn.Module):
         return estimate.clamp(0, 1)
 
 
-@register_model("deeperaser", task="text_removal", inputs=("image", "mask"), params=1_438_512, default_tag="scut_enstext", onnx=True)
+@register_model(
+    "deeperaser", task="text_removal", inputs=("image", "mask"), params=1_438_512, default_tag="scut_enstext", onnx=True
+)
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""
     return DeepEraser(**kwargs)

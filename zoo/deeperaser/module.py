@@ -9,6 +9,7 @@ The official repository has no training code; what follows is our reading of the
   the text instances forms the mask (with probability ``all_text_prob`` all of them); the target is
   the clean image inside the chosen region and the *input* elsewhere, so unselected text must be kept.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,17 +18,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.common.masks import dilate_mask
-from zoo.common.module import RestorationModule
+from zoo.imaging.masks import dilate_mask
+from zoo.training.module import RestorationModule
 
 PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "smooth_l1": F.smooth_l1_loss}
 
 
-def sequence_loss(iterates: Sequence[torch.Tensor], target: torch.Tensor, gamma: float = 0.8, loss: str = "l1") -> torch.Tensor:
+def sequence_loss(
+    iterates: Sequence[torch.Tensor], target: torch.Tensor, gamma: float = 0.8, loss: str = "l1"
+) -> torch.Tensor:
     """Σ_k γ^(K-k) · loss(iterate_k, target) over the K iterates (the last weighs 1)."""
     pixel_loss = PIXEL_LOSSES[loss]
     count = len(iterates)
-    return sum(gamma ** (count - k - 1) * pixel_loss(iterate.float(), target.float()) for k, iterate in enumerate(iterates))
+    return sum(
+        gamma ** (count - k - 1) * pixel_loss(iterate.float(), target.float()) for k, iterate in enumerate(iterates)
+    )
 
 
 def select_text_instances(
@@ -70,7 +75,9 @@ def select_text_instances(
                 picked = sample_boxes[torch.randperm(count, generator=generator)[:k]]
             box_mask = torch.zeros(1, height, width, device=device, dtype=mask.dtype)
             for x0, y0, x1, y1 in picked.tolist():
-                box_mask[:, max(0, int(y0)) : min(height, int(y1 + 0.999)), max(0, int(x0)) : min(width, int(x1 + 0.999))] = 1
+                box_mask[
+                    :, max(0, int(y0)) : min(height, int(y1 + 0.999)), max(0, int(x0)) : min(width, int(x1 + 0.999))
+                ] = 1
             chosen[b] = box_mask if use_boxes else mask[b] * box_mask
         if max_dilation > 0:
             chosen[b] = dilate_mask(chosen[b], int(torch.randint(0, max_dilation + 1, (), generator=generator)))
@@ -96,8 +103,13 @@ class DeepEraserModule(RestorationModule):
             raise ValueError(f"loss must be one of {sorted(PIXEL_LOSSES)}, got {loss!r}")
         super().__init__(model_name, net, **kwargs)
         self.hparams.update(
-            loss=loss, gamma=gamma, train_iters=train_iters, checkpoint_iterations=checkpoint_iterations,
-            all_text_prob=all_text_prob, box_prob=box_prob, max_dilation=max_dilation,
+            loss=loss,
+            gamma=gamma,
+            train_iters=train_iters,
+            checkpoint_iterations=checkpoint_iterations,
+            all_text_prob=all_text_prob,
+            box_prob=box_prob,
+            max_dilation=max_dilation,
         )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
@@ -105,7 +117,13 @@ class DeepEraserModule(RestorationModule):
             return None
         hp = self.hparams
         mask, target = select_text_instances(
-            batch["image"], batch["target"], batch["mask"], batch.get("boxes"), hp.all_text_prob, hp.box_prob, hp.max_dilation
+            batch["image"],
+            batch["target"],
+            batch["mask"],
+            batch.get("boxes"),
+            hp.all_text_prob,
+            hp.box_prob,
+            hp.max_dilation,
         )
         outputs = self.net.forward_train(batch["image"], mask, hp.train_iters, hp.checkpoint_iterations)
         loss = sequence_loss(outputs.iterates, target, hp.gamma, hp.loss)

@@ -21,6 +21,7 @@ the Hugging Face release (``naverpapago/garnet``, a state_dict or ``{"model_stat
 output composited with the input outside the mask, in [0,1], at the input's size (see
 ``inference_size``); ``forward_train`` returns the raw outputs and attention maps for the losses.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.padding import crop_to, pad_to_multiple
+from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import register_model
 
 __all__ = ["GaRNet", "GaRNetOutput", "PatchDiscriminator", "garnet"]
@@ -44,7 +45,9 @@ class LateralConnection(nn.Module):
     def __init__(self, in_channels: int, channels: int):
         super().__init__()
         half = math.ceil(channels / 2)
-        self.model = nn.Sequential(nn.Conv2d(in_channels, half, 1), nn.Conv2d(half, half, 3, padding=1), nn.Conv2d(half, half, 3, padding=1))
+        self.model = nn.Sequential(
+            nn.Conv2d(in_channels, half, 1), nn.Conv2d(half, half, 3, padding=1), nn.Conv2d(half, half, 3, padding=1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -115,7 +118,9 @@ class MaskBranch(nn.Module):
         self.requires_grad_(False)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        peak = x.amax(dim=(0, 1, 2, 3)) if self.mask_norm == "batch" else x.amax(dim=(1, 2, 3), keepdim=True)  # dims named: ONNX export
+        peak = (
+            x.amax(dim=(0, 1, 2, 3)) if self.mask_norm == "batch" else x.amax(dim=(1, 2, 3), keepdim=True)
+        )  # dims named: ONNX export
         return x / (peak + 1e-6)
 
     def forward(self, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -147,7 +152,9 @@ class GaRNetOutput:
 class GaRNet(nn.Module):
     """GaRNet generator; see the module docstring. ``out_channels`` is the official ``in_channels`` (3)."""
 
-    def __init__(self, out_channels: int = 3, width: int = 64, mask_norm: str = "batch", inference_size: int | None = 512):
+    def __init__(
+        self, out_channels: int = 3, width: int = 64, mask_norm: str = "batch", inference_size: int | None = 512
+    ):
         super().__init__()
         self.inference_size = inference_size
         c = width
@@ -182,10 +189,21 @@ class GaRNet(nn.Module):
     def forward_train(self, image: torch.Tensor, mask: torch.Tensor) -> GaRNetOutput:
         """Raw outputs for (B,3,H,W) RGB in [0,1] and a (B,1,H,W) box mask; H, W multiples of 32."""
         if image.shape[-2] % STRIDE or image.shape[-1] % STRIDE:
-            raise ValueError(f"GaRNet's training input must be a multiple of {STRIDE} px, got {tuple(image.shape[-2:])}")
+            raise ValueError(
+                f"GaRNet's training input must be a multiple of {STRIDE} px, got {tuple(image.shape[-2:])}"
+            )
         mask = mask.to(image.dtype)
         guides = self.mask_branch(mask)
-        blocks = (self.layer1_block, self.layer2, self.layer2_block, self.layer3, self.layer3_block, self.layer4, self.layer4_block, self.layer5)
+        blocks = (
+            self.layer1_block,
+            self.layer2,
+            self.layer2_block,
+            self.layer3,
+            self.layer3_block,
+            self.layer4,
+            self.layer4_block,
+            self.layer5,
+        )
         laterals = {}
         x = self.layer1(torch.cat([image * 2 - 1, mask], dim=1))
         laterals[1] = self.layer1_lc(x)
@@ -221,15 +239,26 @@ class GaRNet(nn.Module):
         mask = (mask > 0.5).to(image.dtype)
         if self.inference_size:
             size = (self.inference_size, self.inference_size)
-            net_image = F.interpolate(image, size=size, mode="bilinear", align_corners=False) if (height, width) != size else image
+            net_image = (
+                F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+                if (height, width) != size
+                else image
+            )
             net_mask = F.interpolate(mask, size=size, mode="nearest") if (height, width) != size else mask
             output = self.forward_train(net_image, net_mask).full.clamp(-1, 1).add_(1).mul_(0.5)
             if (height, width) != size:
                 output = F.interpolate(output, size=(height, width), mode="bilinear", align_corners=False)
         else:
             padded_image, padded_mask = pad_to_multiple(image, STRIDE), pad_to_multiple(mask, STRIDE, mode="constant")
-            output = crop_to(self.forward_train(padded_image, padded_mask).full, (height, width)).clamp(-1, 1).add_(1).mul_(0.5)
-        return torch.lerp(image, output.to(image.dtype), mask)  # output inside the mask, the input outside (dtype: autocast)
+            output = (
+                crop_to(self.forward_train(padded_image, padded_mask).full, (height, width))
+                .clamp(-1, 1)
+                .add_(1)
+                .mul_(0.5)
+            )
+        return torch.lerp(
+            image, output.to(image.dtype), mask
+        )  # output inside the mask, the input outside (dtype: autocast)
 
 
 class PatchDiscriminator(nn.Module):
@@ -243,10 +272,18 @@ class PatchDiscriminator(nn.Module):
         blocks, multiplier = [], 1
         for i in range(1, num_blocks):
             previous, multiplier = multiplier, min(2**i, 8)
-            blocks.append(nn.Sequential(nn.Conv2d(width * previous, width * multiplier, 4, stride=2, padding=1), nn.BatchNorm2d(width * multiplier), nn.LeakyReLU(0.2)))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(width * previous, width * multiplier, 4, stride=2, padding=1),
+                    nn.BatchNorm2d(width * multiplier),
+                    nn.LeakyReLU(0.2),
+                )
+            )
         self.blocks = nn.Sequential(*blocks)
         self.outblock = nn.Sequential(
-            nn.Conv2d(width * multiplier, width * multiplier, 4, stride=1, padding=1), nn.BatchNorm2d(width * multiplier), nn.LeakyReLU(0.2),
+            nn.Conv2d(width * multiplier, width * multiplier, 4, stride=1, padding=1),
+            nn.BatchNorm2d(width * multiplier),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(width * multiplier, 1, 4, stride=1, padding=1),
         )
 
@@ -254,8 +291,16 @@ class PatchDiscriminator(nn.Module):
         return self.outblock(self.blocks(self.initialblock(x)))
 
 
-@register_model("garnet", task="text_removal", inputs=("image", "mask"), pad_multiple=STRIDE, composites=True, params=12_399_909, default_tag="scut_enstext_synthtext",
-                onnx=True)
+@register_model(
+    "garnet",
+    task="text_removal",
+    inputs=("image", "mask"),
+    pad_multiple=STRIDE,
+    composites=True,
+    params=12_399_909,
+    default_tag="scut_enstext_synthtext",
+    onnx=True,
+)
 def garnet(**kwargs) -> GaRNet:
     """GaRNet (12,399,909 parameters with the default arguments, 160 of them frozen)."""
     return GaRNet(**kwargs)

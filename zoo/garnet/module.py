@@ -10,6 +10,7 @@ in ``README.md`` in this folder and exposed in ``rezoo/configs/zoo/garnet.yaml``
   terms; adversarial loss of the 6-channel PatchGAN with locality-dependent labels (the box mask
   averaged over each discriminator patch's 70x70 receptive field, EnsNet's ``label_Discriminator``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,9 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.common.gan import AdversarialModule
-from zoo.common.losses import VGGFeatureLoss, masked_l1
 from zoo.garnet.model import GaRNetOutput, PatchDiscriminator
+from zoo.training.gan import AdversarialModule
+from zoo.training.losses import VGGFeatureLoss, masked_l1
 
 TSR_THRESHOLD = 25 / 255  # mean |input - GT| over RGB (GaRNet's data code, upstream issue #3)
 RECEPTIVE_FIELD, PATCH_STRIDE, PATCH_PADDING = 70, 8, 23  # the official label_Discriminator convolution
@@ -31,7 +32,9 @@ def roi_target(image: torch.Tensor, target: torch.Tensor, box_mask: torch.Tensor
     return target * box_mask + image * (1 - box_mask)
 
 
-def stroke_masks(image: torch.Tensor, target: torch.Tensor, box_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stroke_masks(
+    image: torch.Tensor, target: torch.Tensor, box_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(TSR, TSSR) supervision at full resolution: strokes = mean RGB |input − target| > 25/255 inside the
     boxes; surroundings = the rest of the boxes."""
     tsr = ((image - target).abs().mean(1, keepdim=True) > TSR_THRESHOLD).to(image.dtype) * box_mask
@@ -68,8 +71,12 @@ class GaRNetModule(AdversarialModule):
     ):
         super().__init__(model_name, net, **kwargs)
         self.hparams.update(
-            scale_weights=list(scale_weights), attention_weight=attention_weight, perceptual_weight=perceptual_weight,
-            style_weight=style_weight, vgg_weights=vgg_weights, adversarial_weight=adversarial_weight,
+            scale_weights=list(scale_weights),
+            attention_weight=attention_weight,
+            perceptual_weight=perceptual_weight,
+            style_weight=style_weight,
+            vgg_weights=vgg_weights,
+            adversarial_weight=adversarial_weight,
         )
         self.vgg = VGGFeatureLoss(vgg_weights) if perceptual_weight or style_weight else None
 
@@ -98,7 +105,9 @@ class GaRNetModule(AdversarialModule):
         real_logits, _ = self._judge(batch, batch["target"])
         return 0.5 * (weighted_bce(real_logits, True, weights) + weighted_bce(fake_logits, False, weights))
 
-    def generator_losses(self, batch: dict[str, Any], outputs: GaRNetOutput, adversarial: bool) -> dict[str, torch.Tensor]:
+    def generator_losses(
+        self, batch: dict[str, Any], outputs: GaRNetOutput, adversarial: bool
+    ) -> dict[str, torch.Tensor]:
         hp = self.hparams
         image, target, box = batch["image"], batch["target"], batch["mask"]
         losses = {}

@@ -21,7 +21,7 @@ Independent guidance ``(l1, l2, l3)``: ``ε = l1·ε_pix + l2·(ε_pix+sem − �
 only the passes with a non-zero coefficient run (``(1, 1, 1)`` is the single pass with every adapter).
 
 Large images run tiled: the VAE through diffusers' tiled encode/decode (``vae_tile_size``), the UNet
-over overlapping latent tiles blended with linear ramps (:func:`zoo.common.tiling.tiled_forward`),
+over overlapping latent tiles blended with linear ramps (:func:`zoo.nn.tiling.tiled_forward`),
 each tile conditioned on the DINO tokens of its own HR region (``tile_size`` = the 512² training
 crops by default, so every tile sees the 1,029 tokens it was trained with).
 
@@ -30,6 +30,7 @@ in diffusers/transformers layout, a hub id, or a dict of configs for a randomly 
 ``state_dict()`` holds only GramSR's own weights (the LoRAs and the adapter), so exports and
 Lightning checkpoints stay small; the base is never saved.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,21 +46,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.padding import crop_to, pad_to_multiple
-from zoo.common.tiling import tiled_forward
 from zoo.errors import InputError, WeightsError
 from zoo.gramsr.official import read_release
+from zoo.nn.padding import crop_to, pad_to_multiple
+from zoo.nn.tiling import tiled_forward
 from zoo.registry import register_model
 
 __all__ = [
-    "ADAPTER_SETS", "DINOV3_VITB16", "LORA_MODULES", "SD21_BASE", "GramSR", "GramSROutput", "export_weights", "gramsr",
+    "ADAPTER_SETS",
+    "DINOV3_VITB16",
+    "LORA_MODULES",
+    "SD21_BASE",
+    "GramSR",
+    "GramSROutput",
+    "export_weights",
+    "gramsr",
     "lora_target_modules",
 ]
 
 # The 14 module names the release puts LoRAs on (pixel/semantic: substrings of the weight names;
 # texture: peft suffixes).
-LORA_MODULES = ("conv", "conv1", "conv2", "conv_in", "conv_out", "conv_shortcut", "ff.net.0.proj", "ff.net.2",
-                "proj_in", "proj_out", "to_k", "to_out.0", "to_q", "to_v")
+LORA_MODULES = (
+    "conv",
+    "conv1",
+    "conv2",
+    "conv_in",
+    "conv_out",
+    "conv_shortcut",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "proj_in",
+    "proj_out",
+    "to_k",
+    "to_out.0",
+    "to_q",
+    "to_v",
+)
 PARTS = ("encoder", "decoder", "others")
 ADAPTER_SETS = {
     "pix": tuple(f"default_{part}_pix" for part in PARTS),
@@ -75,27 +97,55 @@ COLOR_FIXES = ("adain", "wavelet", None)
 # parameter count, ``torch.device("meta")``): SD-2.1-base's UNet and VAE, DINOv3 ViT-B/16.
 SD21_BASE: dict[str, dict[str, Any]] = {
     "unet": {
-        "act_fn": "silu", "attention_head_dim": [5, 10, 20, 20], "block_out_channels": [320, 640, 1280, 1280],
-        "cross_attention_dim": 1024, "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], "in_channels": 4,
-        "out_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 64, "use_linear_projection": True,
+        "act_fn": "silu",
+        "attention_head_dim": [5, 10, 20, 20],
+        "block_out_channels": [320, 640, 1280, 1280],
+        "cross_attention_dim": 1024,
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        "in_channels": 4,
+        "out_channels": 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 64,
+        "use_linear_projection": True,
     },
     "vae": {
-        "block_out_channels": [128, 256, 512, 512], "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 512,
+        "block_out_channels": [128, 256, 512, 512],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 512,
     },
 }
 DINOV3_VITB16: dict[str, Any] = {
-    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "num_register_tokens": 4, "patch_size": 16,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "num_register_tokens": 4,
+    "patch_size": 16,
 }
 # the manifest's bases: records of the two frozen parts (zoo/manifest.yaml)
 BASE_ENTRIES = {"base_model": "sd21_base", "dino_model": "dinov3_vitb16"}
 # SD-2.1-base's noise schedule, used when the base folder has no scheduler/ (training's CSD loss)
-SD21_SCHEDULER = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000, "prediction_type": "epsilon"}
-BASE_HELP = ("base_model=: SD-2.1-base as a local folder in diffusers layout (unet/, vae/) or a hub id (the official "
-             "stabilityai/stable-diffusion-2-1-base was taken down; mirrors: Manojb/stable-diffusion-2-1-base, "
-             "ModelScope AI-ModelScope/stable-diffusion-2-1-base); dino_model=: DINOv3 ViT-B/16 as a local folder or the "
-             "gated hub id facebook/dinov3-vitb16-pretrain-lvd1689m (DINOv3 License)")
+SD21_SCHEDULER = {
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+}
+BASE_HELP = (
+    "base_model=: SD-2.1-base as a local folder in diffusers layout (unet/, vae/) or a hub id (the official "
+    "stabilityai/stable-diffusion-2-1-base was taken down; mirrors: Manojb/stable-diffusion-2-1-base, "
+    "ModelScope AI-ModelScope/stable-diffusion-2-1-base); dino_model=: DINOv3 ViT-B/16 as a local folder or the "
+    "gated hub id facebook/dinov3-vitb16-pretrain-lvd1689m (DINOv3 License)"
+)
 
 
 def lora_target_modules(unet: nn.Module) -> dict[str, list[str]]:
@@ -107,14 +157,26 @@ def lora_target_modules(unet: nn.Module) -> dict[str, list[str]]:
     for name, _ in unet.named_parameters():
         if "bias" in name or "norm" in name or not any(module in name for module in LORA_MODULES):
             continue
-        part = "encoder" if ("down_blocks" in name or "conv_in" in name) else "decoder" if ("up_blocks" in name or "conv_out" in name) else "others"
+        part = (
+            "encoder"
+            if ("down_blocks" in name or "conv_in" in name)
+            else "decoder"
+            if ("up_blocks" in name or "conv_out" in name)
+            else "others"
+        )
         groups[part].append(name.removesuffix(".weight"))
     return groups
 
 
 def _weight_files(*folders: Path) -> list[Path]:
     """The weight files (``.safetensors``, ``.bin``) directly in each of ``folders`` (none for a path that is not a folder)."""
-    return [p for folder in folders if folder.is_dir() for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".bin")]
+    return [
+        p
+        for folder in folders
+        if folder.is_dir()
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".safetensors", ".bin")
+    ]
 
 
 def _hub_revision(entry_name: str, model_id: str | Path) -> str | None:
@@ -131,22 +193,32 @@ def _load_base(base_model: str | Path | dict | None) -> tuple[nn.Module, nn.Modu
 
     if base_model is None:
         raise WeightsError(f"gramsr needs its frozen base: {BASE_HELP}")
-    if isinstance(base_model, dict):  # a randomly initialised stack from configs (tests, benchmarks, meta-device builds)
-        return (UNet2DConditionModel.from_config(base_model["unet"]), AutoencoderKL.from_config(base_model["vae"]),
-                {**SD21_SCHEDULER, **base_model.get("scheduler", {})}, [])
+    if isinstance(
+        base_model, dict
+    ):  # a randomly initialised stack from configs (tests, benchmarks, meta-device builds)
+        return (
+            UNet2DConditionModel.from_config(base_model["unet"]),
+            AutoencoderKL.from_config(base_model["vae"]),
+            {**SD21_SCHEDULER, **base_model.get("scheduler", {})},
+            [],
+        )
     try:
         revision = _hub_revision(BASE_ENTRIES["base_model"], base_model)
         unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", revision=revision)
         vae = AutoencoderKL.from_pretrained(str(base_model), subfolder="vae", revision=revision)
     except (OSError, ValueError) as error:
-        raise WeightsError(f"cannot load SD-2.1-base from {base_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}") from error
+        raise WeightsError(
+            f"cannot load SD-2.1-base from {base_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}"
+        ) from error
     scheduler, files = dict(SD21_SCHEDULER), []
     folder = Path(base_model).expanduser()
     if folder.is_dir():
         files = _weight_files(folder / "unet", folder / "vae")
         config = folder / "scheduler" / "scheduler_config.json"
         if config.is_file():
-            scheduler.update({k: v for k, v in json.loads(config.read_text()).items() if k in SD21_SCHEDULER or k == "trained_betas"})
+            scheduler.update(
+                {k: v for k, v in json.loads(config.read_text()).items() if k in SD21_SCHEDULER or k == "trained_betas"}
+            )
     return unet, vae, scheduler, files
 
 
@@ -158,9 +230,13 @@ def _load_dino(dino_model: str | Path | dict | None) -> tuple[nn.Module, list[Pa
     if isinstance(dino_model, dict):
         return DINOv3ViTModel(DINOv3ViTConfig(**dino_model)), []
     try:
-        dino = DINOv3ViTModel.from_pretrained(str(dino_model), revision=_hub_revision(BASE_ENTRIES["dino_model"], dino_model))
+        dino = DINOv3ViTModel.from_pretrained(
+            str(dino_model), revision=_hub_revision(BASE_ENTRIES["dino_model"], dino_model)
+        )
     except (OSError, ValueError) as error:
-        raise WeightsError(f"cannot load DINOv3 from {dino_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}") from error
+        raise WeightsError(
+            f"cannot load DINOv3 from {dino_model!r}: {str(error).splitlines()[0]}\n{BASE_HELP}"
+        ) from error
     return dino, _weight_files(Path(dino_model).expanduser())
 
 
@@ -209,9 +285,16 @@ class GramSR(nn.Module):
         self.kwargs = {  # what an export records (plain containers)
             "base_model": base_model if isinstance(base_model, dict) or base_model is None else str(base_model),
             "dino_model": dino_model if isinstance(dino_model, dict) or dino_model is None else str(dino_model),
-            "scale": scale, "color_fix": color_fix, "rank_pix": rank_pix, "rank_sem": rank_sem, "rank_tex": rank_tex,
-            "timestep": timestep, "guidance": None if guidance is None else [float(v) for v in guidance],
-            "tile_size": tile_size, "tile_overlap": tile_overlap, "vae_tile_size": vae_tile_size,
+            "scale": scale,
+            "color_fix": color_fix,
+            "rank_pix": rank_pix,
+            "rank_sem": rank_sem,
+            "rank_tex": rank_tex,
+            "timestep": timestep,
+            "guidance": None if guidance is None else [float(v) for v in guidance],
+            "tile_size": tile_size,
+            "tile_overlap": tile_overlap,
+            "vae_tile_size": vae_tile_size,
         }
         self.scale, self.color_fix, self.timestep = scale, color_fix, int(timestep)
         self.guidance = self._check_guidance(guidance)
@@ -229,11 +312,17 @@ class GramSR(nn.Module):
         self.register_buffer("dino_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
         self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.hr_multiple = math.lcm(self.vae_factor * 2 ** (len(unet.config.down_block_types) - 1), dino.config.patch_size)
+        self.hr_multiple = math.lcm(
+            self.vae_factor * 2 ** (len(unet.config.down_block_types) - 1), dino.config.patch_size
+        )
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
-        if tile_size is not None and (tile_size % self.hr_multiple or not 0 <= tile_overlap < tile_size or tile_overlap % self.vae_factor):
-            raise ValueError(f"tile_size must be a multiple of {self.hr_multiple} and tile_overlap a multiple of {self.vae_factor} "
-                             f"below it; got {tile_size}, {tile_overlap}")
+        if tile_size is not None and (
+            tile_size % self.hr_multiple or not 0 <= tile_overlap < tile_size or tile_overlap % self.vae_factor
+        ):
+            raise ValueError(
+                f"tile_size must be a multiple of {self.hr_multiple} and tile_overlap a multiple of {self.vae_factor} "
+                f"below it; got {tile_size}, {tile_overlap}"
+            )
         if vae_tile_size is not None:
             if vae_tile_size % (4 * self.vae_factor):
                 raise ValueError(f"vae_tile_size must be a multiple of {4 * self.vae_factor}, got {vae_tile_size}")
@@ -261,9 +350,16 @@ class GramSR(nn.Module):
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         targets = lora_target_modules(self.unet)  # enumerated before any LoRA wraps the UNet
-        configs = {f"default_{part}_{kind}": LoraConfig(r=rank, lora_alpha=PEFT_DEFAULT_ALPHA, init_lora_weights="gaussian", target_modules=targets[part])
-                   for kind, rank in (("pix", rank_pix), ("sem", rank_sem)) for part in PARTS}
-        configs["default_unet_dino"] = LoraConfig(r=rank_tex, lora_alpha=rank_tex, init_lora_weights="gaussian", target_modules=list(LORA_MODULES))
+        configs = {
+            f"default_{part}_{kind}": LoraConfig(
+                r=rank, lora_alpha=PEFT_DEFAULT_ALPHA, init_lora_weights="gaussian", target_modules=targets[part]
+            )
+            for kind, rank in (("pix", rank_pix), ("sem", rank_sem))
+            for part in PARTS
+        }
+        configs["default_unet_dino"] = LoraConfig(
+            r=rank_tex, lora_alpha=rank_tex, init_lora_weights="gaussian", target_modules=list(LORA_MODULES)
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             for name, config in configs.items():
@@ -356,7 +452,10 @@ class GramSR(nn.Module):
         (``zoo.gramsr.standin``): exports and checkpoints then record these ids and files."""
         base_model, dino_model = Path(base_model), Path(dino_model)
         self.kwargs.update(base_model=str(base_model), dino_model=str(dino_model))
-        self.base_files = {"base_model": _weight_files(base_model / "unet", base_model / "vae"), "dino_model": _weight_files(dino_model)}
+        self.base_files = {
+            "base_model": _weight_files(base_model / "unet", base_model / "vae"),
+            "dino_model": _weight_files(dino_model),
+        }
         self._base_records.clear()
 
     def base_record(self, hash_files: bool = True) -> dict[str, Any]:
@@ -367,7 +466,10 @@ class GramSR(nn.Module):
         if hash_files not in self._base_records:
             from zoo.weights import manifest_base, sha256_file
 
-            record: dict[str, Any] = {key: "random-init config" if isinstance(self.kwargs[key], dict) else self.kwargs[key] for key in BASE_ENTRIES}
+            record: dict[str, Any] = {
+                key: "random-init config" if isinstance(self.kwargs[key], dict) else self.kwargs[key]
+                for key in BASE_ENTRIES
+            }
             if hash_files:
                 record["sha256"], record["verified"] = {}, {}
                 for key, entry_name in BASE_ENTRIES.items():
@@ -375,10 +477,16 @@ class GramSR(nn.Module):
                     for file in self.base_files[key]:
                         digest = sha256_file(file)
                         expected = recorded.get(file.relative_to(Path(self.kwargs[key]).expanduser()).as_posix())
-                        record["sha256"][str(file)], record["verified"][str(file)] = digest, None if expected is None else digest == expected
+                        record["sha256"][str(file)], record["verified"][str(file)] = (
+                            digest,
+                            None if expected is None else digest == expected,
+                        )
                         if expected is not None and digest != expected:
-                            warnings.warn(f"{file}: sha256 {digest} differs from the manifest's {entry_name} record ({expected}); this "
-                                          f"{key} is another copy or model, so outputs will not match the release's", stacklevel=2)
+                            warnings.warn(
+                                f"{file}: sha256 {digest} differs from the manifest's {entry_name} record ({expected}); this "
+                                f"{key} is another copy or model, so outputs will not match the release's",
+                                stacklevel=2,
+                            )
             self._base_records[hash_files] = record
         return self._base_records[hash_files]
 
@@ -392,7 +500,9 @@ class GramSR(nn.Module):
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise InputError(f"gramsr takes RGB images (B,3,h,w), got {tuple(lr.shape)}")
         height, width = lr.shape[-2:]
-        return F.interpolate(lr.float(), size=(height * self.scale, width * self.scale), mode="bicubic", align_corners=False).clamp(0, 1)
+        return F.interpolate(
+            lr.float(), size=(height * self.scale, width * self.scale), mode="bicubic", align_corners=False
+        ).clamp(0, 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """z_L = VAE.encode(x).mode() · scaling_factor for x in [-1,1] (tiled above ``vae_tile_size``)."""
@@ -417,7 +527,9 @@ class GramSR(nn.Module):
         t = torch.full((latents.shape[0],), self.timestep, device=latents.device, dtype=torch.long)
         return self.unet(latents.to(self.unet.dtype), t, encoder_hidden_states=tokens).sample
 
-    def guided_noise(self, latents: torch.Tensor, tokens: torch.Tensor, guidance: Sequence[float] | None) -> torch.Tensor:
+    def guided_noise(
+        self, latents: torch.Tensor, tokens: torch.Tensor, guidance: Sequence[float] | None
+    ) -> torch.Tensor:
         """ε with the active adapters (``guidance`` None) or ``l1·ε_pix + l2·(ε_pix+sem − ε_pix) +
         l3·(ε_all − ε_pix+sem)`` = ``(l1−l2)·ε_pix + (l2−l3)·ε_pix+sem + l3·ε_all``: only the passes
         with a non-zero coefficient run."""
@@ -451,7 +563,9 @@ class GramSR(nn.Module):
         return values
 
     # ------------------------------------------------------------------------------ forward
-    def _noise(self, latents: torch.Tensor, x: torch.Tensor, guidance: tuple[float, float, float] | None) -> torch.Tensor:
+    def _noise(
+        self, latents: torch.Tensor, x: torch.Tensor, guidance: tuple[float, float, float] | None
+    ) -> torch.Tensor:
         """ε over the whole latent, or over blended latent tiles (each with its own region's DINO tokens)."""
         tile = None if self.tile_size is None else self.tile_size // self.vae_factor
         if tile is None or max(latents.shape[-2:]) <= tile:
@@ -462,7 +576,9 @@ class GramSR(nn.Module):
             return self.guided_noise(latent_tile, self.condition(F.pixel_shuffle(pixels, factor)), guidance)
 
         # the HR image travels space-to-depth, so that the latent tile's coordinates cut its own region
-        noise = tiled_forward(noise_of_tile, latents, F.pixel_unshuffle(x, factor), tile=tile, overlap=self.tile_overlap // factor)
+        noise = tiled_forward(
+            noise_of_tile, latents, F.pixel_unshuffle(x, factor), tile=tile, overlap=self.tile_overlap // factor
+        )
         return noise.to(latents.dtype)
 
     def forward(self, lr: torch.Tensor, guidance: Sequence[float] | None = None) -> torch.Tensor:
@@ -498,7 +614,7 @@ def _is_own(key: str) -> bool:
 
 
 def _drop_frozen_base(module: GramSR, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix) and not _is_own(k[len(prefix):])]:
+    for key in [k for k in state_dict if k.startswith(prefix) and not _is_own(k[len(prefix) :])]:
         del state_dict[key]
 
 
@@ -509,13 +625,15 @@ def _remember_prefix(module: GramSR, state_dict, prefix: str, *args) -> None:
 def _ignore_missing_frozen_base(module: GramSR, incompatible_keys) -> None:
     prefix = getattr(module, "_load_prefix", "")
     missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if not (k.startswith(prefix) and not _is_own(k[len(prefix):]))]
+    missing[:] = [k for k in missing if not (k.startswith(prefix) and not _is_own(k[len(prefix) :]))]
 
 
 # ------------------------------------------------------------------------------ colour fixes
 def _mean_std(image: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     flat = image.flatten(2)
-    return flat.mean(-1)[..., None, None], (flat.var(-1) + eps).sqrt()[..., None, None]  # unbiased variance, as the release
+    return flat.mean(-1)[..., None, None], (flat.var(-1) + eps).sqrt()[
+        ..., None, None
+    ]  # unbiased variance, as the release
 
 
 def adain_color_fix(output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -549,17 +667,31 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
 
     from zoo.weights import SAFETENSORS_METADATA_KEY
 
-    metadata = {SAFETENSORS_METADATA_KEY: json.dumps({"model": "gramsr", "tag": tag, "kwargs": model.kwargs}),
-                "gramsr_base": json.dumps(model.base_record(hash_base))}
+    metadata = {
+        SAFETENSORS_METADATA_KEY: json.dumps({"model": "gramsr", "tag": tag, "kwargs": model.kwargs}),
+        "gramsr_base": json.dumps(model.base_record(hash_base)),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.trainable_state_dict().items()}, str(path), metadata=metadata)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.trainable_state_dict().items()},
+        str(path),
+        metadata=metadata,
+    )
     return path
 
 
-@register_model("gramsr", task="super_resolution", inputs=("lr",), scale=4, pad_multiple=16, params=14_004_192,
-                base=("base_model", "dino_model"), read_folder=read_release,
-                onnx_note="a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; not exported")
+@register_model(
+    "gramsr",
+    task="super_resolution",
+    inputs=("lr",),
+    scale=4,
+    pad_multiple=16,
+    params=14_004_192,
+    base=("base_model", "dino_model"),
+    read_folder=read_release,
+    onnx_note="a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; not exported",
+)
 def gramsr(**kwargs) -> GramSR:
     """GramSR (×4 one-step diffusion SR on a frozen SD-2.1-base + DINOv3 ViT-B/16 conditioning; pass
     base_model= and dino_model=, and pretrained=<folder of the release's three files> or our export).

@@ -34,6 +34,7 @@ Checkpoints: ``state_dict`` holds GramSR's own tensors only (the LoRAs, ``….lo
 (``net.base_model`` / ``net.dino_model``) and ``checkpoint["gramsr_base"]`` records the ids and, for local
 folders, the sha256 of every base weight file read (``hash_base``). EMA is refused (it would copy the base).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,9 +45,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.common.module import RestorationModule
-from zoo.common.optim import build_optimizer, build_scheduler
 from zoo.errors import DownloadError, WeightsError
+from zoo.training.module import RestorationModule
+from zoo.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ def lpips_vgg(weights: str | None = None) -> torch.nn.Module:
         with torchvision_cache_entry(path, name):
             net = LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True).net
     except (RuntimeError, KeyError, EOFError, OSError) as error:
-        raise WeightsError(f"model.lpips_weights: {path} is not torchvision's ImageNet VGG-16 ({name}): {str(error).splitlines()[0]}") from error
+        raise WeightsError(
+            f"model.lpips_weights: {path} is not torchvision's ImageNet VGG-16 ({name}): {str(error).splitlines()[0]}"
+        ) from error
     return net.eval().requires_grad_(False)
 
 
@@ -140,27 +143,50 @@ class GramSRModule(RestorationModule):
         **kwargs: Any,
     ):
         if kwargs.get("ema_decay"):
-            raise ValueError("model.ema_decay: GramSR trains LoRAs on a frozen base; an EMA copy would duplicate the base (use null)")
+            raise ValueError(
+                "model.ema_decay: GramSR trains LoRAs on a frozen base; an EMA copy would duplicate the base (use null)"
+            )
         stage = stage if stage == "all" else int(stage)
         if stage not in STAGES:
             raise ValueError(f"model.stage must be all, 1, 2 or 3, got {stage!r}")
         stage_steps = [int(s) for s in stage_steps]
         if len(stage_steps) != 3 or min(stage_steps) < 0:
-            raise ValueError(f"model.stage_steps is the step count of stages 1, 2 and 3 (three numbers >= 0), got {stage_steps}")
+            raise ValueError(
+                f"model.stage_steps is the step count of stages 1, 2 and 3 (three numbers >= 0), got {stage_steps}"
+            )
         low, high = (float(v) for v in csd_timesteps)
         if not 0 <= low < high <= 1:
-            raise ValueError(f"model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), got {list(csd_timesteps)}")
+            raise ValueError(
+                f"model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), got {list(csd_timesteps)}"
+            )
         if gram_tokens not in GRAM_TOKENS or gram_reduction not in GRAM_REDUCTIONS:
-            raise ValueError(f"model.gram_tokens must be one of {GRAM_TOKENS} and model.gram_reduction one of {GRAM_REDUCTIONS}")
-        if standin is not None and not all(isinstance((net or {}).get(key), dict) for key in ("base_model", "dino_model")):
-            raise ValueError("model.standin fits a stand-in for a random-init base: net.base_model and net.dino_model must be config dicts "
-                             "(with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)")
+            raise ValueError(
+                f"model.gram_tokens must be one of {GRAM_TOKENS} and model.gram_reduction one of {GRAM_REDUCTIONS}"
+            )
+        if standin is not None and not all(
+            isinstance((net or {}).get(key), dict) for key in ("base_model", "dino_model")
+        ):
+            raise ValueError(
+                "model.standin fits a stand-in for a random-init base: net.base_model and net.dino_model must be config dicts "
+                "(with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)"
+            )
         super().__init__(model_name, net, **kwargs)
         self.hparams.update(
-            stage=stage, stage_steps=stage_steps, adapter_stages=[int(s) for s in adapter_stages], l2_weight=l2_weight,
-            lpips_weight=lpips_weight, lpips_weights=lpips_weights, csd_weight=csd_weight, csd_cfg=csd_cfg, csd_timesteps=[low, high],
-            gram_weight=gram_weight, gram_layers=None if gram_layers is None else [int(i) for i in gram_layers], gram_tokens=gram_tokens,
-            gram_reduction=gram_reduction, gradient_checkpointing=gradient_checkpointing, hash_base=hash_base,
+            stage=stage,
+            stage_steps=stage_steps,
+            adapter_stages=[int(s) for s in adapter_stages],
+            l2_weight=l2_weight,
+            lpips_weight=lpips_weight,
+            lpips_weights=lpips_weights,
+            csd_weight=csd_weight,
+            csd_cfg=csd_cfg,
+            csd_timesteps=[low, high],
+            gram_weight=gram_weight,
+            gram_layers=None if gram_layers is None else [int(i) for i in gram_layers],
+            gram_tokens=gram_tokens,
+            gram_reduction=gram_reduction,
+            gradient_checkpointing=gradient_checkpointing,
+            hash_base=hash_base,
             standin=None if standin is None else dict(standin),
         )
         self.stages = [1, 2, 3] if stage == "all" else [stage]
@@ -216,7 +242,9 @@ class GramSRModule(RestorationModule):
         output_scale = float(options.pop("unet_output_scale", 1.0))
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None:
-            raise ValueError("model.standin fits the stand-in VAE on the datamodule's training images: train with a datamodule")
+            raise ValueError(
+                "model.standin fits the stand-in VAE on the datamodule's training images: train with a datamodule"
+            )
 
         def training_images():  # the HQ images and, where the datamodule degrades them, the upsampled inputs the VAE will encode
             for batch in datamodule.train_dataloader():
@@ -232,13 +260,22 @@ class GramSRModule(RestorationModule):
         self.net.use_base_folders(folder, folder / DINO_FOLDER)
         self.hparams.net.update(base_model=self.net.kwargs["base_model"], dino_model=self.net.kwargs["dino_model"])
         self.hparams.standin = None  # done: the folder holds the stand-in
-        fitted = f"MSE {losses[0]:.4f} -> {sum(losses[-20:]) / len(losses[-20:]):.4f} over {len(losses)} steps" if losses else "not fitted"
+        fitted = (
+            f"MSE {losses[0]:.4f} -> {sum(losses[-20:]) / len(losses[-20:]):.4f} over {len(losses)} steps"
+            if losses
+            else "not fitted"
+        )
         log.info("gramsr: stand-in base in %s (VAE %s; UNet output x%g)", folder, fitted, output_scale)
 
     def on_fit_start(self) -> None:
         max_steps = self.trainer.max_steps
         if 0 < max_steps < self.total_steps:
-            log.warning("trainer.max_steps=%d stops before the end of the stages (%s: %d steps)", max_steps, self.hparams.stage_steps, self.total_steps)
+            log.warning(
+                "trainer.max_steps=%d stops before the end of the stages (%s: %d steps)",
+                max_steps,
+                self.hparams.stage_steps,
+                self.total_steps,
+            )
         if "lpips" in self.active_losses(2) and 2 in self.stages:
             self.lpips_net()  # a missing VGG-16 fails now, not at the stage switch
 
@@ -259,8 +296,11 @@ class GramSRModule(RestorationModule):
     def active_losses(self, stage: int) -> list[str]:
         """The loss terms of ``stage`` with a non-zero weight."""
         hp = self.hparams
-        terms = {1: [("l2", hp.l2_weight)], 2: [("l2", hp.l2_weight), ("lpips", hp.lpips_weight), ("csd", hp.csd_weight)],
-                 3: [("l2", hp.l2_weight), ("gram", hp.gram_weight)]}[stage]
+        terms = {
+            1: [("l2", hp.l2_weight)],
+            2: [("l2", hp.l2_weight), ("lpips", hp.lpips_weight), ("csd", hp.csd_weight)],
+            3: [("l2", hp.l2_weight), ("gram", hp.gram_weight)],
+        }[stage]
         return [name for name, weight in terms if weight]
 
     def lpips_net(self) -> torch.nn.Module:
@@ -278,7 +318,11 @@ class GramSRModule(RestorationModule):
         noisy = alpha_bar.sqrt() * z + (1 - alpha_bar).sqrt() * torch.randn_like(z)
         cond = tokens.detach()
         with torch.no_grad(), self.net.frozen_unet() as unet:
-            eps = unet(torch.cat([noisy, noisy]).to(unet.dtype), torch.cat([t, t]), encoder_hidden_states=torch.cat([torch.zeros_like(cond), cond])).sample
+            eps = unet(
+                torch.cat([noisy, noisy]).to(unet.dtype),
+                torch.cat([t, t]),
+                encoder_hidden_states=torch.cat([torch.zeros_like(cond), cond]),
+            ).sample
             eps_uncond, eps_cond = eps.float().chunk(2)
             eps_cfg = eps_uncond + self.hparams.csd_cfg * (eps_cond - eps_uncond)
             x0_real, x0_fake = predicted_x0(noisy, eps_cfg, alpha_bar), predicted_x0(noisy, eps_uncond, alpha_bar)
@@ -333,7 +377,9 @@ class GramSRModule(RestorationModule):
         self.log("train/stage", float(stage), prog_bar=True, batch_size=size)
         # every term every step (0 where the stage leaves it out): Lightning would repeat a key's last value otherwise
         zero = loss.detach().new_zeros(())
-        self.log_dict({f"train/loss_{k}": losses[k].detach() if k in losses else zero for k in LOSS_TERMS}, batch_size=size)
+        self.log_dict(
+            {f"train/loss_{k}": losses[k].detach() if k in losses else zero for k in LOSS_TERMS}, batch_size=size
+        )
         return loss
 
     # ------------------------------------------------------------------------- evaluation

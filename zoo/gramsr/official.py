@@ -14,6 +14,7 @@ The release is three files, read from one folder (``pretrained=<folder>``):
 Ours: the LoRAs under ``unet.`` with the adapter names kept, the adapter under ``adapter.``. Files
 are read with ``torch.load(weights_only=True)`` and safetensors; nothing is unpickled.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,18 +27,25 @@ from zoo.weights import Checkpoint
 
 TEXTURE = "default_unet_dino"
 PATTERNS = {"loras": "model_*.pkl", "adapter": "adapter_*.pth", "texture": "lora_weights_dino_*.safetensors"}
-RELEASE_KEYS = tuple(f"unet_lora_{part}_modules_{kind}" for kind in ("pix", "sem") for part in ("encoder", "decoder", "others")) + (
-    "lora_rank_unet_pix", "lora_rank_unet_sem", "state_dict_unet")
+RELEASE_KEYS = tuple(
+    f"unet_lora_{part}_modules_{kind}" for kind in ("pix", "sem") for part in ("encoder", "decoder", "others")
+) + ("lora_rank_unet_pix", "lora_rank_unet_sem", "state_dict_unet")
 
 
 def release_files(folder: Path) -> dict[str, Path]:
     """The release's three files in ``folder`` (exactly one of each kind)."""
     found = {kind: sorted(folder.glob(pattern)) for kind, pattern in PATTERNS.items()}
-    problems = [f"{PATTERNS[kind]}: {', '.join(p.name for p in paths) or 'none'}" for kind, paths in found.items() if len(paths) != 1]
+    problems = [
+        f"{PATTERNS[kind]}: {', '.join(p.name for p in paths) or 'none'}"
+        for kind, paths in found.items()
+        if len(paths) != 1
+    ]
     if problems:
-        raise WeightsError(f"{folder} is not a GramSR release folder: it needs exactly one model_*.pkl, adapter_*.pth and "
-                           f"lora_weights_dino_*.safetensors (e.g. model_12501.pkl, adapter_53001.pth, lora_weights_dino_53001.safetensors); "
-                           f"found {'; '.join(problems)}. Our own export is one .safetensors file: pass that file instead")
+        raise WeightsError(
+            f"{folder} is not a GramSR release folder: it needs exactly one model_*.pkl, adapter_*.pth and "
+            f"lora_weights_dino_*.safetensors (e.g. model_12501.pkl, adapter_53001.pth, lora_weights_dino_53001.safetensors); "
+            f"found {'; '.join(problems)}. Our own export is one .safetensors file: pass that file instead"
+        )
     return {kind: paths[0] for kind, paths in found.items()}
 
 
@@ -45,7 +53,9 @@ def _texture_key(key: str) -> str:
     """``….lora_A.weight`` (save_lora_adapter) -> ``unet.….lora_A.default_unet_dino.weight``."""
     renamed, count = re.subn(r"\.(lora_[AB])\.", rf".\1.{TEXTURE}.", key)
     if count != 1:
-        raise WeightsError(f"unexpected key {key!r} in the texture LoRA file (expected '….lora_A.weight' / '….lora_B.weight')")
+        raise WeightsError(
+            f"unexpected key {key!r} in the texture LoRA file (expected '….lora_A.weight' / '….lora_B.weight')"
+        )
     return f"unet.{renamed}"
 
 

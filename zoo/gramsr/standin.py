@@ -17,6 +17,7 @@ gives a tiny random stack these two properties, and nothing else:
 DINOv3 stays random (its tokens only condition the UNet through the trained adapter). The UNet
 teacher of stage 2's CSD is this weak UNet, so the CSD term is small here; with SD-2.1 it is not.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ __all__ = ["DINO_FOLDER", "fit_autoencoder", "save_base", "scale_unet_output"]
 DINO_FOLDER = "dino"  # save_base's transformers-layout DINOv3, inside the base folder
 
 
-def _crops(images: Iterable[torch.Tensor], pool_size: int, batch: int, crop: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+def _crops(
+    images: Iterable[torch.Tensor], pool_size: int, batch: int, crop: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
     """Endless batches of ``batch`` random ``crop``² crops from the first ``pool_size`` images of ``images``
     ((B,3,H,W) batches in [0,1])."""
     pool: list[torch.Tensor] = []
@@ -49,11 +52,21 @@ def _crops(images: Iterable[torch.Tensor], pool_size: int, batch: int, crop: int
         index = torch.randint(len(stack), (batch,), generator=generator)
         top = torch.randint(height - crop + 1, (batch,), generator=generator)
         left = torch.randint(width - crop + 1, (batch,), generator=generator)
-        yield torch.stack([stack[i, :, y:y + crop, x:x + crop] for i, y, x in zip(index.tolist(), top.tolist(), left.tolist())])
+        yield torch.stack(
+            [stack[i, :, y : y + crop, x : x + crop] for i, y, x in zip(index.tolist(), top.tolist(), left.tolist())]
+        )
 
 
-def fit_autoencoder(vae: nn.Module, images: Iterable[torch.Tensor], steps: int = 800, lr: float = 1e-3, batch: int = 16, crop: int = 32,
-                    pool_size: int = 256, seed: int = 0) -> list[float]:
+def fit_autoencoder(
+    vae: nn.Module,
+    images: Iterable[torch.Tensor],
+    steps: int = 800,
+    lr: float = 1e-3,
+    batch: int = 16,
+    crop: int = 32,
+    pool_size: int = 256,
+    seed: int = 0,
+) -> list[float]:
     """Fit ``vae`` (diffusers ``AutoencoderKL``) as an autoencoder: ``steps`` Adam steps on MSE(decode(encode(x).mode()), x)
     for x in [-1, 1], random ``crop``² crops of the first ``pool_size`` images of ``images``. Returns the losses;
     the VAE is left frozen (``requires_grad`` False) in eval mode."""
@@ -98,5 +111,7 @@ def save_base(model: nn.Module, folder: str | Path) -> None:
     unet.save_pretrained(folder / "unet")
     model.vae.save_pretrained(folder / "vae")
     DDPMScheduler(**model.scheduler_config).save_pretrained(folder / "scheduler")
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "GramSR stand-in base (random UNet, fitted VAE)"}, indent=2))
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "GramSR stand-in base (random UNet, fitted VAE)"}, indent=2)
+    )
     model.dino.save_pretrained(folder / DINO_FOLDER)

@@ -3,6 +3,7 @@
 ``psnr``/``ssim`` take (B,C,H,W) tensors in [0, data_range] and return one value per image, so
 averages are per-image means as in the papers (not the PSNR of a pooled MSE).
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,7 +35,9 @@ def gaussian_kernel(size: int, sigma: float, dtype: torch.dtype = torch.float32,
     return g / g.sum()
 
 
-def ssim_maps(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ssim_maps(
+    x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, data_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel SSIM and contrast-structure maps of (B,C,H,W) images: 'valid' filtering with the
     2-D ``kernel``, K1 = 0.01, K2 = 0.03 (Wang et al. 2004)."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
@@ -52,7 +55,9 @@ def ssim_maps(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, data_range
     return (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs, cs
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004): 11x11 Gaussian window (σ=1.5), K1=0.01, K2=0.03, 'valid'
     filtering, averaged over channels and positions. Images smaller than the window use a window
     of their size."""
@@ -76,8 +81,9 @@ def ssim_uniform(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1
 
     n = window * window
     ux, uy = mean(x), mean(y)
-    vx, vy, vxy = (n / (n - 1) * (mean(a * b) - ua * ub) for a, b, ua, ub in ((x, x, ux, ux), (y, y, uy, uy), (x, y, ux, uy)))
+    vx, vy, vxy = (
+        n / (n - 1) * (mean(a * b) - ua * ub) for a, b, ua, ub in ((x, x, ux, ux), (y, y, uy, uy), (x, y, ux, uy))
+    )
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     ssim_map = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     return ssim_map.flatten(1).mean(1).float()
-

@@ -15,6 +15,7 @@ them. The detector is pluggable: anything that maps images to lists of polygons;
 (``zoo.create_model("craft", pretrained=True)``, GaRNet's detector), used by :class:`DetectorScorer`
 (``tools/eval.py detector=craft``) and ``tools/score.py --detector craft``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -57,8 +58,11 @@ class ImageMatch:
 
 
 def ignored_sets(
-    gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None,
-    covered: Callable[[np.ndarray, np.ndarray], float], threshold: float,
+    gt: Sequence[np.ndarray],
+    det: Sequence[np.ndarray],
+    dont_care: Sequence[bool] | None,
+    covered: Callable[[np.ndarray, np.ndarray], float],
+    threshold: float,
 ) -> tuple[set[int], set[int]]:
     """Don't-care GT indices, and the detections whose area lies more than ``threshold`` inside one
     (``covered(gt, det)`` = intersection / detection area)."""
@@ -77,7 +81,9 @@ def _polygon_coverage(g: np.ndarray, d: np.ndarray) -> float:
     return polygon_area(_clip(g, d)) / area if area > 0 else 0.0
 
 
-def deteval_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None) -> ImageMatch:
+def deteval_image(
+    gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None
+) -> ImageMatch:
     """ICDAR 2013 DetEval on one image (rectangles, inclusive pixel areas)."""
     gt = [to_rectangle(g) for g in gt]
     det = [to_rectangle(d) for d in det]
@@ -108,7 +114,11 @@ def deteval_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care
         for i in range(len(gt)):  # one GT split over several detections
             if i in ignored_gt or gt_done[i]:
                 continue
-            parts = [j for j in range(len(det)) if not det_done[j] and j not in ignored_det and precision[i, j] >= DETEVAL_PRECISION]
+            parts = [
+                j
+                for j in range(len(det))
+                if not det_done[j] and j not in ignored_det and precision[i, j] >= DETEVAL_PRECISION
+            ]
             if parts and recall[i, parts].sum() >= DETEVAL_RECALL:
                 gt_done[i] = True
                 det_done[parts] = True
@@ -117,7 +127,9 @@ def deteval_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care
         for j in range(len(det)):  # several GTs covered by one detection
             if j in ignored_det or det_done[j]:
                 continue
-            covered = [i for i in range(len(gt)) if not gt_done[i] and i not in ignored_gt and recall[i, j] >= DETEVAL_RECALL]
+            covered = [
+                i for i in range(len(gt)) if not gt_done[i] and i not in ignored_gt and recall[i, j] >= DETEVAL_RECALL
+            ]
             if covered and precision[covered, j].sum() >= DETEVAL_PRECISION:
                 det_done[j] = True
                 gt_done[covered] = True
@@ -183,7 +195,9 @@ def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
     return intersection / union if union > 0 else 0.0
 
 
-def iou_image(gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None) -> ImageMatch:
+def iou_image(
+    gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None
+) -> ImageMatch:
     """ICDAR 2015 rule on one image: greedy one-to-one matches with IoU > 0.5."""
     gt = [_as_polygon(g) for g in gt]
     det = [_as_polygon(d) for d in det]
@@ -210,7 +224,9 @@ class DetectionScore:
     rule: str = "deteval"
     matches: list[ImageMatch] = field(default_factory=list)
 
-    def update(self, gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None) -> ImageMatch:
+    def update(
+        self, gt: Sequence[np.ndarray], det: Sequence[np.ndarray], dont_care: Sequence[bool] | None = None
+    ) -> ImageMatch:
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {sorted(RULES)}, got {self.rule!r}")
         match = RULES[self.rule](gt, det, dont_care)
@@ -236,13 +252,25 @@ class DetectorScorer:
         self.per_image: dict[str, list[float]] = {"det_words": []}
         self.names: list[str] = []
 
-    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, names=None,
-               boxes=None) -> None:
+    def update(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        image: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        names=None,
+        boxes=None,
+    ) -> None:
         if boxes is None:
-            raise ValueError("detection scores need the annotated text boxes of each sample (a dataset with text annotations)")
+            raise ValueError(
+                "detection scores need the annotated text boxes of each sample (a dataset with text annotations)"
+            )
         for sample, gt in zip(output, boxes):
             words = self.detect(sample[None])[0]
-            self.score.update([np.asarray(box, np.float64) for box in np.asarray(gt.cpu() if isinstance(gt, torch.Tensor) else gt)], words)
+            self.score.update(
+                [np.asarray(box, np.float64) for box in np.asarray(gt.cpu() if isinstance(gt, torch.Tensor) else gt)],
+                words,
+            )
             self.per_image["det_words"].append(float(len(words)))
         self.names.extend(names or [str(len(self.names) + i) for i in range(len(output))])
 

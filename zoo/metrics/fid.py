@@ -10,6 +10,7 @@ bilinear) give different numbers; compare FIDs only within one tool and one imag
 Weights are downloaded once into the zoo cache, or read from ``weights=<path>`` on offline machines.
 Any callable ``images -> (B, D) features`` can stand in for the Inception network (tests use a tiny one).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
@@ -47,7 +50,13 @@ def _build_tf_inception() -> torch.nn.Module:
         def forward(self, x):
             b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
             b7d = x
-            for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+            for layer in (
+                self.branch7x7dbl_1,
+                self.branch7x7dbl_2,
+                self.branch7x7dbl_3,
+                self.branch7x7dbl_4,
+                self.branch7x7dbl_5,
+            ):
                 b7d = layer(b7d)
             return torch.cat([self.branch1x1(x), b7, b7d, self.branch_pool(_avg_pool_3x3(x))], 1)
 
@@ -65,7 +74,12 @@ def _build_tf_inception() -> torch.nn.Module:
 
     net = tv.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
     net.Mixed_5b, net.Mixed_5c, net.Mixed_5d = BlockA(192, 32), BlockA(256, 64), BlockA(288, 64)
-    net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = BlockC(768, 128), BlockC(768, 160), BlockC(768, 160), BlockC(768, 192)
+    net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e = (
+        BlockC(768, 128),
+        BlockC(768, 160),
+        BlockC(768, 160),
+        BlockC(768, 192),
+    )
     net.Mixed_7b, net.Mixed_7c = BlockE(1280, _avg_pool_3x3), BlockE(2048, _max_pool_3x3)
     return net
 
@@ -74,9 +88,24 @@ class FIDInception(torch.nn.Module):
     """pytorch-fid's feature extractor: (B,3,H,W) in [0,1] -> (B,2048) pool3 features."""
 
     STAGES = (
-        "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2",
-        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-        "Mixed_7a", "Mixed_7b", "Mixed_7c",
+        "Conv2d_1a_3x3",
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "maxpool1",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
+        "maxpool2",
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+        "Mixed_7a",
+        "Mixed_7b",
+        "Mixed_7c",
     )
 
     def __init__(self, weights: str | os.PathLike | None = None, download: bool = True):
@@ -84,7 +113,9 @@ class FIDInception(torch.nn.Module):
         self.net = _build_tf_inception()
         if weights is None:
             if not download:
-                raise ValueError("FID needs the Inception weights: pass weights=<path to pt_inception-2015-12-05-6726825d.pth>")
+                raise ValueError(
+                    "FID needs the Inception weights: pass weights=<path to pt_inception-2015-12-05-6726825d.pth>"
+                )
             from zoo.weights import download as fetch
 
             weights = fetch(FID_WEIGHTS_URL, None, FID_WEIGHTS_FILE)
@@ -110,7 +141,9 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||μ1−μ2||² + Tr(Σ1 + Σ2 − 2·sqrtm(Σ1Σ2)); ``eps``·I is added when the product is singular."""
     from scipy import linalg
 
@@ -126,9 +159,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
-def folder_features(paths: Iterable[Path], extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 50) -> np.ndarray:
+def folder_features(
+    paths: Iterable[Path], extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 50
+) -> np.ndarray:
     """Features of image files (RGB [0,1] at stored size; images of equal size are batched)."""
-    from zoo.common.images import read_image, to_tensor
+    from zoo.imaging.images import read_image, to_tensor
 
     features, pending = [], []
 
@@ -146,9 +181,17 @@ def folder_features(paths: Iterable[Path], extractor: Callable[[torch.Tensor], t
     return np.concatenate(features)
 
 
-def fid(pred_paths: Iterable[Path], gt_paths: Iterable[Path], extractor: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 50) -> float:
+def fid(
+    pred_paths: Iterable[Path],
+    gt_paths: Iterable[Path],
+    extractor: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 50,
+) -> float:
     """FID between two sets of image files."""
-    return frechet_distance(*statistics(folder_features(pred_paths, extractor, batch_size)), *statistics(folder_features(gt_paths, extractor, batch_size)))
+    return frechet_distance(
+        *statistics(folder_features(pred_paths, extractor, batch_size)),
+        *statistics(folder_features(gt_paths, extractor, batch_size)),
+    )
 
 
 class FIDScorer:

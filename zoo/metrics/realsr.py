@@ -43,6 +43,7 @@ Checked against pyiqa 0.1.16 on CPU: PSNR and SSIM bit-identical on 8-bit pairs 
 LPIPS/DISTS identical given the same backbone. On a GPU the float32 products and means may differ from
 pyiqa's CPU numbers in the last bits (far below the tables' 0.01 dB / 1e-4).
 """
+
 from __future__ import annotations
 
 import os
@@ -70,7 +71,9 @@ NO_REFERENCE = ("niqe", "musiq", "maniqa", "maniqa-pipal", "clipiqa")  # pyiqa m
 SET_LEVEL = ("fid",)
 METRICS = FULL_REFERENCE + NO_REFERENCE + SET_LEVEL
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "dists")
-PYIQA_HINT = "pip install pyiqa to enable them (optional; PolyForm Noncommercial licence, weights download on first use)"
+PYIQA_HINT = (
+    "pip install pyiqa to enable them (optional; PolyForm Noncommercial licence, weights download on first use)"
+)
 
 # metric -> (torchvision weights enum, architecture): the ImageNet backbones torchmetrics builds
 BACKBONES = {"lpips": ("AlexNet_Weights", "AlexNet"), "dists": ("VGG16_Weights", "VGG-16")}
@@ -117,7 +120,9 @@ def ssim_y(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     on the 0-255 range, contrast-structure clipped at 0 (pyiqa's ``ssim`` with ``test_y_channel``)."""
     _check_pair(pred, target)
     if min(pred.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} px, got {pred.shape[-1]}x{pred.shape[-2]}")
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} px, got {pred.shape[-1]}x{pred.shape[-2]}"
+        )
     x = (y_channel(pred) * 255).round().double()
     y = (y_channel(target) * 255).round().double()
     window = ssim_window(torch.float64, x.device)
@@ -144,7 +149,9 @@ def parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
     names = list(dict.fromkeys(m.strip().lower() for m in items if m.strip()))
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise InputError(f"unknown realsr metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRICS)}")
+        raise InputError(
+            f"unknown realsr metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRICS)}"
+        )
     return names
 
 
@@ -164,7 +171,9 @@ def backbone_weights(metric: str, path: str | os.PathLike | None = None) -> Path
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{metric}_weights: {path} is not a file (expected torchvision's ImageNet {arch}, {name} from {url})")
+            raise WeightsError(
+                f"{metric}_weights: {path} is not a file (expected torchvision's ImageNet {arch}, {name} from {url})"
+            )
         return path
     hub_file = Path(torch.hub.get_dir()) / "checkpoints" / name
     if hub_file.is_file():
@@ -231,7 +240,9 @@ def build_network(metric: str, weights: str | os.PathLike | None = None) -> torc
 
                 net = DISTSNetwork()
     except (RuntimeError, KeyError, EOFError, OSError) as error:  # a file of another network, or not a state dict
-        raise WeightsError(f"{metric}: {path} is not torchvision's ImageNet {BACKBONES[metric][1]} ({name}): {str(error).splitlines()[0]}") from error
+        raise WeightsError(
+            f"{metric}: {path} is not torchvision's ImageNet {BACKBONES[metric][1]} ({name}): {str(error).splitlines()[0]}"
+        ) from error
     return net.eval().requires_grad_(False)
 
 
@@ -258,9 +269,16 @@ class RealSRScorer:
     ``compute()`` returns the means (and ``fid``); ``skipped`` maps each metric left out to the reason.
     """
 
-    def __init__(self, metrics: str | Sequence[str] | None = None, lpips_weights: str | os.PathLike | None = None,
-                 dists_weights: str | os.PathLike | None = None, fid_weights: str | os.PathLike | None = None,
-                 device: torch.device | str | None = None, strict: bool | None = None, warn: Callable[[str], None] = _warn):
+    def __init__(
+        self,
+        metrics: str | Sequence[str] | None = None,
+        lpips_weights: str | os.PathLike | None = None,
+        dists_weights: str | os.PathLike | None = None,
+        fid_weights: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        strict: bool | None = None,
+        warn: Callable[[str], None] = _warn,
+    ):
         explicit = metrics is not None if strict is None else strict
         self.metrics = parse_metrics(metrics)
         self.device = torch.device(device) if device is not None else None
@@ -301,27 +319,41 @@ class RealSRScorer:
             try:
                 self.nets[name] = pyiqa.create_metric(name, device=self.pyiqa_device, as_loss=False)
             except Exception as error:  # noqa: BLE001 (pyiqa fails in many ways offline: urllib, requests, huggingface_hub)
-                why = "a dependency of pyiqa is missing: pip install pyiqa with its dependencies" if isinstance(error, ImportError) else \
-                    "its weights are downloaded on first use"
+                why = (
+                    "a dependency of pyiqa is missing: pip install pyiqa with its dependencies"
+                    if isinstance(error, ImportError)
+                    else "its weights are downloaded on first use"
+                )
                 reason = f"pyiqa could not create {name} ({why}): {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
                 self.skipped[name] = reason
                 warn(f"{name} skipped: {reason}")
 
-    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-               names=None, boxes=None) -> None:
+    def update(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        image: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        names=None,
+        boxes=None,
+    ) -> None:
         """Score a batch of (B,3,H,W) outputs against their targets (both rounded to 8 bits first, as
         files); ``image``, ``mask`` and ``boxes`` are unused."""
         from zoo.metrics.text_removal import quantize
 
         if output.shape != target.shape:
-            raise InputError(f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size: realsr scores at the stored size, without resizing")
+            raise InputError(
+                f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size: realsr scores at the stored size, without resizing"
+            )
         output, target = quantize(output), quantize(target)
         scores: dict[str, torch.Tensor] = {}
         if "psnr" in self.per_image:
             scores["psnr"] = psnr_y(output, target)
         if "ssim" in self.per_image:
             if min(output.shape[-2:]) < SSIM_WINDOW:
-                raise InputError(f"{', '.join(names or ['an image'])}: {output.shape[-1]}x{output.shape[-2]} px, SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} or more")
+                raise InputError(
+                    f"{', '.join(names or ['an image'])}: {output.shape[-1]}x{output.shape[-2]} px, SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} or more"
+                )
             scores["ssim"] = ssim_y(output, target)
         device = self.device or output.device
         with torch.no_grad():
@@ -330,7 +362,9 @@ class RealSRScorer:
                     score = _lpips if metric == "lpips" else _dists
                     scores[metric] = score(net.to(device), output.to(device), target.to(device))
                 else:  # pyiqa (on its own device), one image at a time: some of its networks take one size per batch
-                    scores[metric] = torch.cat([net(output[i : i + 1].to(self.pyiqa_device)).reshape(-1) for i in range(len(output))])
+                    scores[metric] = torch.cat(
+                        [net(output[i : i + 1].to(self.pyiqa_device)).reshape(-1) for i in range(len(output))]
+                    )
         for metric in self.per_image:
             self.per_image[metric].extend(float(v) for v in scores[metric].double().cpu())
         if self.fid is not None:
@@ -342,4 +376,8 @@ class RealSRScorer:
         if not self.names:
             raise ValueError("no images scored")
         fid = self.fid.compute() if self.fid is not None else {}
-        return {m: fid[m] if m in fid else sum(self.per_image[m]) / len(self.names) for m in self.metrics if m in self.per_image or m in fid}
+        return {
+            m: fid[m] if m in fid else sum(self.per_image[m]) / len(self.names)
+            for m in self.metrics
+            if m in self.per_image or m in fid
+        }

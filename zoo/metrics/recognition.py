@@ -1,6 +1,7 @@
 """Word accuracy of a text recognizer, as the TextZoom super-resolution papers score it (TSRN, TBSRN,
 TATT): a prediction is correct when it equals the label after both are lower-cased and stripped of
 every character outside 0-9a-z (TATT's ``str_filt(s, 'lower')``)."""
+
 from __future__ import annotations
 
 import string

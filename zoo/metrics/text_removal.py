@@ -11,6 +11,7 @@
 Both take (B,3,H,W) float tensors in [0,1] and return ``{name: (B,) tensor}``. Averaging over a test set
 (with EraseNet's exclusion of identical pairs) is :func:`aggregate`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,9 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -
     x, y = pred.double(), target.double()
     values = []
     for level, weight in enumerate(MSSIM_WEIGHTS):
-        ssim_map, cs = ssim_maps(x, y, gaussian_kernel(min(11, x.shape[-1], x.shape[-2]), 1.5, torch.float64), data_range)
+        ssim_map, cs = ssim_maps(
+            x, y, gaussian_kernel(min(11, x.shape[-1], x.shape[-2]), 1.5, torch.float64), data_range
+        )
         term = (ssim_map if level == len(MSSIM_WEIGHTS) - 1 else cs).flatten(1).mean(1)
         values.append(term.clamp(min=0) ** weight)
         if level < len(MSSIM_WEIGHTS) - 1:
@@ -127,7 +130,9 @@ def aggregate(per_image: dict[str, list[float]], protocol: str) -> dict[str, flo
         return {key: float(sum(values) / count) for key, values in per_image.items()}
     keep = [i for i, mse in enumerate(per_image["mse"]) if mse > 0]
     if not keep:
-        raise ValueError("every prediction is identical to its ground truth (MSE 0): the EraseNet averages are undefined")
+        raise ValueError(
+            "every prediction is identical to its ground truth (MSE 0): the EraseNet averages are undefined"
+        )
     result = {"mse": float(sum(per_image["mse"]) / len(keep))}
     for key, values in per_image.items():
         if key != "mse":
@@ -159,8 +164,15 @@ class ProtocolScorer:
         self.per_image: dict[str, list[float]] = {}
         self.names: list[str] = []
 
-    def update(self, output: torch.Tensor, target: torch.Tensor, image: torch.Tensor | None = None, mask: torch.Tensor | None = None, names=None,
-               boxes=None) -> None:
+    def update(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        image: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        names=None,
+        boxes=None,
+    ) -> None:
         output, target = quantize(output), quantize(target)
         if self.protocol == "erasenet":
             if self.composite:

@@ -25,6 +25,7 @@ parameter (the official class only works with ``dim=48``). :class:`PIPNAFNet` pu
 NAFNet's four skips. ``sensor=True`` adds a small degradation classifier for blind restoration (the
 "degradation sensor" the official code left unimplemented).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,11 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.padding import crop_to, pad_to_multiple
 from zoo.errors import InputError
+from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import register_model
 
-__all__ = ["PIPRestormer", "PIPNAFNet", "PIPOutput", "DegradationSensor", "degradation_weights", "pip", "pip_nafnet", "DEGRADATIONS"]
+__all__ = [
+    "PIPRestormer",
+    "PIPNAFNet",
+    "PIPOutput",
+    "DegradationSensor",
+    "degradation_weights",
+    "pip",
+    "pip_nafnet",
+    "DEGRADATIONS",
+]
 
 DEGRADATIONS = ("noise", "rain", "haze", "blur", "low-light")  # class indices 0..4
 
@@ -84,8 +94,14 @@ class GatedFFN(nn.Module):
         return self.project_out(F.gelu(x2) * x1 + F.gelu(x1) * x2 if self.dual else F.gelu(x1) * x2)
 
 
-def transposed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, temperature: torch.Tensor,
-                         top_m: tuple[nn.Parameter, ...] | None = None) -> torch.Tensor:
+def transposed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    heads: int,
+    temperature: torch.Tensor,
+    top_m: tuple[nn.Parameter, ...] | None = None,
+) -> torch.Tensor:
     """Channel ("transposed") attention of Restormer's MDTA: per head, softmax over channels of
     L2-normalised q·kᵀ × temperature. ``top_m``: the four mixing weights of DRSformer-style sparse
     attention keeping the top C/2, 2C/3, 3C/4, 4C/5 scores of each row."""
@@ -142,7 +158,9 @@ class CrossAttention(nn.Module):
     def forward(self, x_q: torch.Tensor, x_kv: torch.Tensor) -> torch.Tensor:
         k, v = self.kv_dwconv(self.kv(x_kv)).chunk(2, dim=1)
         weights = (self.attn1, self.attn2, self.attn3, self.attn4) if self.top_m else None
-        return self.project_out(transposed_attention(self.q_dwconv(self.q(x_q)), k, v, self.heads, self.temperature, weights))
+        return self.project_out(
+            transposed_attention(self.q_dwconv(self.q(x_q)), k, v, self.heads, self.temperature, weights)
+        )
 
 
 class TransformerBlock(nn.Module):
@@ -215,7 +233,15 @@ class CrossTransformerBlock(nn.Module):
 class PromptInPrompt(nn.Module):
     """Degradation-aware prompt + basic restoration prompt -> universal restoration prompt (module docstring)."""
 
-    def __init__(self, prompt_dim: int, prompt_size: int, classes: int = 5, heads: int = 2, expansion: float = 2.66, norm_bias: bool = True):
+    def __init__(
+        self,
+        prompt_dim: int,
+        prompt_size: int,
+        classes: int = 5,
+        heads: int = 2,
+        expansion: float = 2.66,
+        norm_bias: bool = True,
+    ):
         super().__init__()
         self.prompt_dim, self.prompt_size = prompt_dim, prompt_size
         self.detask_prompt_param = nn.Parameter(torch.randn(1, classes, prompt_dim, 1, 1))
@@ -226,9 +252,13 @@ class PromptInPrompt(nn.Module):
     def forward(self, feature: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """(B,C,H,W) skip feature, (B,T) class weights -> (B,d,H,W) prompt."""
         b, _, h, w = feature.shape
-        degradation_prompt = (weights.to(feature.dtype)[:, :, None, None, None] * self.detask_prompt_param).mean(dim=1)  # 1/T scaling
+        degradation_prompt = (weights.to(feature.dtype)[:, :, None, None, None] * self.detask_prompt_param).mean(
+            dim=1
+        )  # 1/T scaling
         size = (self.prompt_size, self.prompt_size)
-        semantic = degradation_prompt * match_channels(F.interpolate(feature, size, mode="bilinear", align_corners=False), self.prompt_dim)
+        semantic = degradation_prompt * match_channels(
+            F.interpolate(feature, size, mode="bilinear", align_corners=False), self.prompt_dim
+        )
         prompt = self.LGM(self.low_prompt_param.expand(b, -1, -1, -1), semantic)
         return self.outconv(F.interpolate(prompt, (h, w), mode="bilinear", align_corners=False))
 
@@ -243,7 +273,9 @@ class PromptInPrompt(nn.Module):
 class TopMCrossBlock(nn.Module):
     """Selective prompt-to-feature interaction (official ``Topm_CrossTransformerRestormer_Block_PIM``)."""
 
-    def __init__(self, feat_dim: int, prompt_dim: int, heads: int, expansion: float, bias: bool, norm_bias: bool = True):
+    def __init__(
+        self, feat_dim: int, prompt_dim: int, heads: int, expansion: float, bias: bool, norm_bias: bool = True
+    ):
         super().__init__()
         self.norm11 = ChannelLayerNorm(feat_dim, norm_bias)
         self.norm12 = ChannelLayerNorm(prompt_dim, norm_bias)
@@ -265,7 +297,9 @@ class TopMCrossBlock(nn.Module):
 
 
 class PromptToFeature(nn.Module):
-    def __init__(self, feat_dim: int, prompt_dim: int, heads: int, expansion: float, bias: bool, norm_bias: bool = True):
+    def __init__(
+        self, feat_dim: int, prompt_dim: int, heads: int, expansion: float, bias: bool, norm_bias: bool = True
+    ):
         super().__init__()
         self.prompt_transformer_cross = TopMCrossBlock(feat_dim, prompt_dim, heads, expansion, bias, norm_bias)
 
@@ -276,21 +310,31 @@ class PromptToFeature(nn.Module):
 def degradation_weights(degradation: Any, batch: int, classes: int, device: torch.device) -> torch.Tensor:
     """(B, T) prompt weights from an int, a LongTensor (B,) of classes, pairs (B, 2) / a list of pairs
     for mixed degradations (mean of the two one-hots), or float weights (B, T) as they are."""
-    if isinstance(degradation, (list, tuple)) and degradation and isinstance(degradation[0], (list, tuple, torch.Tensor)):
+    if (
+        isinstance(degradation, (list, tuple))
+        and degradation
+        and isinstance(degradation[0], (list, tuple, torch.Tensor))
+    ):
         degradation = torch.stack([torch.as_tensor(pair) for pair in degradation])
     degradation = torch.as_tensor(degradation, device=device)
     if degradation.is_floating_point():
         if degradation.shape != (batch, classes):
-            raise ValueError(f"float degradation weights must be (B, {classes}) = ({batch}, {classes}), got {tuple(degradation.shape)}")
+            raise ValueError(
+                f"float degradation weights must be (B, {classes}) = ({batch}, {classes}), got {tuple(degradation.shape)}"
+            )
         return degradation
     if degradation.numel() and (degradation.min() < 0 or degradation.max() >= classes):
-        raise ValueError(f"degradation classes must be in 0..{classes - 1} ({', '.join(DEGRADATIONS[:classes])}), got {degradation.tolist()}")
+        raise ValueError(
+            f"degradation classes must be in 0..{classes - 1} ({', '.join(DEGRADATIONS[:classes])}), got {degradation.tolist()}"
+        )
     if degradation.dim() == 0:
         return F.one_hot(degradation, classes).float().expand(batch, classes)
     if degradation.dim() == 2 and degradation.shape[1] == 2:
         return F.one_hot(degradation, classes).float().mean(dim=1)
     if degradation.shape != (batch,):
-        raise ValueError(f"degradation must be an int, (B,) classes or (B, 2) pairs for a batch of {batch}, got shape {tuple(degradation.shape)}")
+        raise ValueError(
+            f"degradation must be an int, (B,) classes or (B, 2) pairs for a batch of {batch}, got shape {tuple(degradation.shape)}"
+        )
     return F.one_hot(degradation, classes).float()
 
 
@@ -304,7 +348,11 @@ class DegradationSensor(nn.Module):
         layers, channels = [], 3
         for i in range(5):
             out = width * min(2**i, 8)
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(2 * channels, classes)
@@ -326,14 +374,33 @@ class PIPBase(nn.Module):
 
     multiple = 8
 
-    def _init_pip(self, feat_dims: Sequence[int], prompt_dims: Sequence[int], prompt_sizes: Sequence[int], classes: int,
-                  prompt_heads: int, interaction_heads: int, expansion: float, bias: bool, norm_bias: bool, sensor: bool) -> None:
+    def _init_pip(
+        self,
+        feat_dims: Sequence[int],
+        prompt_dims: Sequence[int],
+        prompt_sizes: Sequence[int],
+        classes: int,
+        prompt_heads: int,
+        interaction_heads: int,
+        expansion: float,
+        bias: bool,
+        norm_bias: bool,
+        sensor: bool,
+    ) -> None:
         if not len(feat_dims) == len(prompt_dims) == len(prompt_sizes):
-            raise ValueError(f"one prompt dim and size per skip level ({len(feat_dims)}); got {list(prompt_dims)}, {list(prompt_sizes)}")
+            raise ValueError(
+                f"one prompt dim and size per skip level ({len(feat_dims)}); got {list(prompt_dims)}, {list(prompt_sizes)}"
+            )
         self.classes, self.levels = classes, len(feat_dims)
         for level, (feat_dim, prompt_dim, size) in enumerate(zip(feat_dims, prompt_dims, prompt_sizes), start=1):
-            setattr(self, f"prompt{level}", PromptInPrompt(prompt_dim, size, classes, prompt_heads, expansion, norm_bias))
-            setattr(self, f"low_prompt_interaction_level{level}", PromptToFeature(feat_dim, prompt_dim, interaction_heads, expansion, bias, norm_bias))
+            setattr(
+                self, f"prompt{level}", PromptInPrompt(prompt_dim, size, classes, prompt_heads, expansion, norm_bias)
+            )
+            setattr(
+                self,
+                f"low_prompt_interaction_level{level}",
+                PromptToFeature(feat_dim, prompt_dim, interaction_heads, expansion, bias, norm_bias),
+            )
         self.sensor = DegradationSensor(classes) if sensor else None
 
     def modulate(self, level: int, feature: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -349,7 +416,9 @@ class PIPBase(nn.Module):
         logits = self.sensor(image) if self.sensor is not None else None
         if degradation is None:
             if logits is None:
-                raise InputError("PIP needs the degradation class (int, (B,) or (B,2) pairs) unless built with sensor=True (blind mode)")
+                raise InputError(
+                    "PIP needs the degradation class (int, (B,) or (B,2) pairs) unless built with sensor=True (blind mode)"
+                )
             return F.one_hot(logits.argmax(1), self.classes).float(), logits
         return degradation_weights(degradation, image.shape[0], self.classes, image.device), logits
 
@@ -379,19 +448,45 @@ class PIPRestormer(PIPBase):
     """
 
     def __init__(
-        self, dim: int = 48, num_blocks: Sequence[int] = (4, 6, 6, 8), num_refinement_blocks: int = 4, heads: Sequence[int] = (1, 2, 4, 8),
-        ffn_expansion_factor: float = 2.66, bias: bool = False, layer_norm: str = "WithBias", prompt_dims: Sequence[int] = (64, 128, 256),
-        prompt_sizes: Sequence[int] = (64, 32, 16), classes: int = 5, prompt_heads: int = 2, interaction_heads: int | None = None,
-        legacy_convs: bool = True, sensor: bool = False,
+        self,
+        dim: int = 48,
+        num_blocks: Sequence[int] = (4, 6, 6, 8),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        bias: bool = False,
+        layer_norm: str = "WithBias",
+        prompt_dims: Sequence[int] = (64, 128, 256),
+        prompt_sizes: Sequence[int] = (64, 32, 16),
+        classes: int = 5,
+        prompt_heads: int = 2,
+        interaction_heads: int | None = None,
+        legacy_convs: bool = True,
+        sensor: bool = False,
     ):
         super().__init__()
         d, e, nb = dim, ffn_expansion_factor, layer_norm == "WithBias"
-        self._init_pip((d, 2 * d, 4 * d), prompt_dims, prompt_sizes, classes, prompt_heads, interaction_heads or heads[2], e, bias, nb, sensor)
+        self._init_pip(
+            (d, 2 * d, 4 * d),
+            prompt_dims,
+            prompt_sizes,
+            classes,
+            prompt_heads,
+            interaction_heads or heads[2],
+            e,
+            bias,
+            nb,
+            sensor,
+        )
         self.patch_embed = PatchEmbed(3, d, bias)
         self.chnl_reduce3 = nn.Conv2d(8 * d, 4 * d, 1, bias=bias)
         if legacy_convs:  # never used upstream: kept, frozen, so official checkpoints load (class docstring)
             for level, (channels, prompt_dim) in enumerate(zip((d, 2 * d, 4 * d), prompt_dims), start=1):
-                setattr(self, f"reduce_noise_channel_{level}", nn.Conv2d(channels + prompt_dim, channels, 1, bias=bias).requires_grad_(False))
+                setattr(
+                    self,
+                    f"reduce_noise_channel_{level}",
+                    nn.Conv2d(channels + prompt_dim, channels, 1, bias=bias).requires_grad_(False),
+                )
         self.encoder_level1 = blocks(num_blocks[0], d, heads[0], e, bias, nb)
         self.down1_2 = Resample(d, down=True)
         self.encoder_level2 = blocks(num_blocks[1], 2 * d, heads[1], e, bias, nb)
@@ -466,21 +561,47 @@ class PIPNAFNet(PIPBase):
     PIP settings per level are ours: prompt dims, sizes and interaction heads are parameters)."""
 
     def __init__(
-        self, width: int = 32, enc_blk_nums: Sequence[int] = (2, 2, 4, 8), middle_blk_num: int = 12, dec_blk_nums: Sequence[int] = (2, 2, 2, 2),
-        prompt_dims: Sequence[int] = (32, 64, 128, 128), prompt_sizes: Sequence[int] = (64, 32, 16, 8), classes: int = 5,
-        prompt_heads: int = 2, interaction_heads: int = 4, ffn_expansion_factor: float = 2.66, sensor: bool = False,
+        self,
+        width: int = 32,
+        enc_blk_nums: Sequence[int] = (2, 2, 4, 8),
+        middle_blk_num: int = 12,
+        dec_blk_nums: Sequence[int] = (2, 2, 2, 2),
+        prompt_dims: Sequence[int] = (32, 64, 128, 128),
+        prompt_sizes: Sequence[int] = (64, 32, 16, 8),
+        classes: int = 5,
+        prompt_heads: int = 2,
+        interaction_heads: int = 4,
+        ffn_expansion_factor: float = 2.66,
+        sensor: bool = False,
     ):
         super().__init__()
         widths = [width * 2**i for i in range(len(enc_blk_nums))]
-        self._init_pip(widths, prompt_dims, prompt_sizes, classes, prompt_heads, interaction_heads, ffn_expansion_factor, False, True, sensor)
+        self._init_pip(
+            widths,
+            prompt_dims,
+            prompt_sizes,
+            classes,
+            prompt_heads,
+            interaction_heads,
+            ffn_expansion_factor,
+            False,
+            True,
+            sensor,
+        )
         self.multiple = 2 ** len(enc_blk_nums)
         self.intro = nn.Conv2d(3, width, 3, padding=1)
         self.ending = nn.Conv2d(width, 3, 3, padding=1)
-        self.encoders = nn.ModuleList(nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(widths, enc_blk_nums))
+        self.encoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(widths, enc_blk_nums)
+        )
         self.downs = nn.ModuleList(nn.Conv2d(c, 2 * c, 2, stride=2) for c in widths)
         self.middle_blks = nn.Sequential(*(NAFBlock(2 * widths[-1]) for _ in range(middle_blk_num)))
-        self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(2 * c, 4 * c, 1, bias=False), nn.PixelShuffle(2)) for c in reversed(widths))
-        self.decoders = nn.ModuleList(nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(reversed(widths), dec_blk_nums))
+        self.ups = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(2 * c, 4 * c, 1, bias=False), nn.PixelShuffle(2)) for c in reversed(widths)
+        )
+        self.decoders = nn.ModuleList(
+            nn.Sequential(*(NAFBlock(c) for _ in range(n))) for c, n in zip(reversed(widths), dec_blk_nums)
+        )
 
     def restore(self, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         x = self.intro(image)
@@ -495,14 +616,30 @@ class PIPNAFNet(PIPBase):
         return self.ending(x) + image
 
 
-@register_model("pip", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=8, params=27_429_510, onnx=True)
+@register_model(
+    "pip",
+    task="restoration",
+    inputs=("image", "degradation"),
+    optional=("degradation",),
+    pad_multiple=8,
+    params=27_429_510,
+    onnx=True,
+)
 def pip(**kwargs: Any) -> PIPRestormer:
     """PIP on Restormer, the released configuration (27,429,510 parameters with the defaults).
     ``sensor=True`` adds the blind-mode degradation classifier (``degradation`` may then be omitted)."""
     return PIPRestormer(**kwargs)
 
 
-@register_model("pip_nafnet", task="restoration", inputs=("image", "degradation"), optional=("degradation",), pad_multiple=16, params=31_102_223, onnx=True)
+@register_model(
+    "pip_nafnet",
+    task="restoration",
+    inputs=("image", "degradation"),
+    optional=("degradation",),
+    pad_multiple=16,
+    params=31_102_223,
+    onnx=True,
+)
 def pip_nafnet(**kwargs: Any) -> PIPNAFNet:
     """PIP on NAFNet, the paper's second backbone (our per-level PIP settings: no release exists).
     ``sensor=True`` adds the blind-mode degradation classifier."""

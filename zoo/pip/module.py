@@ -12,6 +12,7 @@
   Y channel instead (Restormer-paper style), the input's ``psnr_identity`` included; the sensor's
   accuracy when there is one.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -20,8 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.common.module import RestorationModule
 from zoo.metrics import psnr, ssim_uniform
+from zoo.training.module import RestorationModule
 
 
 def ycbcr_luma(rgb: torch.Tensor) -> torch.Tensor:
@@ -60,8 +61,13 @@ class PIPModule(RestorationModule):
         **kwargs: Any,
     ):
         super().__init__(model_name, net, **kwargs)
-        self.hparams.update(orthogonality_weight=orthogonality_weight, loss_scaler=loss_scaler, sensor_weight=sensor_weight,
-                            blind_eval=blind_eval, y_channel=y_channel)
+        self.hparams.update(
+            orthogonality_weight=orthogonality_weight,
+            loss_scaler=loss_scaler,
+            sensor_weight=sensor_weight,
+            blind_eval=blind_eval,
+            y_channel=y_channel,
+        )
         self.scaler = LossSpikeScaler(**loss_scaler) if loss_scaler else None
         if blind_eval and self.net.sensor is None:
             raise ValueError("blind_eval needs the degradation sensor: set model.net.sensor=true")
@@ -78,7 +84,9 @@ class PIPModule(RestorationModule):
         size = len(labels)
         if outputs.sensor_logits is not None:
             losses["sensor"] = self.hparams.sensor_weight * F.cross_entropy(outputs.sensor_logits.float(), labels)
-            self.log("train/sensor_accuracy", (outputs.sensor_logits.argmax(1) == labels).float().mean(), batch_size=size)
+            self.log(
+                "train/sensor_accuracy", (outputs.sensor_logits.argmax(1) == labels).float().mean(), batch_size=size
+            )
         loss = sum(losses.values())
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
         self.log("train/pixel_raw", pixel.detach(), batch_size=size)
@@ -98,7 +106,11 @@ class PIPModule(RestorationModule):
         image = batch["image"].float()
         if self.hparams.y_channel:
             output, target, image = ycbcr_luma(output), ycbcr_luma(target), ycbcr_luma(image)
-        scores = {"psnr": psnr(output, target), "ssim": ssim_uniform(output, target), "psnr_identity": psnr(image, target)}
+        scores = {
+            "psnr": psnr(output, target),
+            "ssim": ssim_uniform(output, target),
+            "psnr_identity": psnr(image, target),
+        }
         sensor = self.eval_net.sensor
         if sensor is not None and "degradation" in batch:
             scores["sensor_accuracy"] = (sensor(batch["image"]).argmax(1) == batch["degradation"]).float()

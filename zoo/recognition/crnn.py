@@ -23,6 +23,7 @@ Classes: 0 is the CTC blank, class ``i + 1`` is ``ALPHABET[i]`` (digits then low
 their outputs with this recognizer (TATT, Ma et al. CVPR 2022, ``parse_crnn_data``): bicubic resize to
 32x100, luma Y = 0.299R + 0.587G + 0.114B, no normalisation; then greedy CTC decoding.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -31,11 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.modes import evaluating
 from zoo.metrics import luma
+from zoo.nn.modes import evaluating
 from zoo.registry import StateDict, register_model
 
-__all__ = ["ALPHABET", "BLANK", "CRNN", "BidirectionalLSTM", "crnn", "ctc_greedy_decode", "fill_batchnorm_counters", "preprocess"]
+__all__ = [
+    "ALPHABET",
+    "BLANK",
+    "CRNN",
+    "BidirectionalLSTM",
+    "crnn",
+    "ctc_greedy_decode",
+    "fill_batchnorm_counters",
+    "preprocess",
+]
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 BLANK = 0  # CTC blank class; class i + 1 is alphabet[i]
@@ -68,7 +78,9 @@ def _cnn(in_channels: int) -> nn.Sequential:
     previous = in_channels
     for index, channels in enumerate(CONV_CHANNELS):
         last = index == len(CONV_CHANNELS) - 1
-        layers[f"conv{index}"] = nn.Conv2d(previous, channels, kernel_size=2 if last else 3, stride=1, padding=0 if last else 1)
+        layers[f"conv{index}"] = nn.Conv2d(
+            previous, channels, kernel_size=2 if last else 3, stride=1, padding=0 if last else 1
+        )
         if index in BATCHNORM_AFTER:
             layers[f"batchnorm{index}"] = nn.BatchNorm2d(channels)
         layers[f"relu{index}"] = nn.ReLU(inplace=True)
@@ -103,7 +115,9 @@ def ctc_greedy_decode(scores: torch.Tensor, alphabet: str = ALPHABET) -> list[st
     crnn.pytorch's ``strLabelConverter.decode``.
     """
     if scores.ndim != 3 or scores.shape[2] != len(alphabet) + 1:
-        raise ValueError(f"expected (T,B,{len(alphabet) + 1}) scores for a {len(alphabet)}-character alphabet, got shape {tuple(scores.shape)}")
+        raise ValueError(
+            f"expected (T,B,{len(alphabet) + 1}) scores for a {len(alphabet)}-character alphabet, got shape {tuple(scores.shape)}"
+        )
     best = scores.argmax(dim=2).t()  # (B,T)
     keep = best != BLANK
     keep[:, 1:] &= best[:, 1:] != best[:, :-1]
@@ -142,7 +156,9 @@ class CRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.cnn(x)  # (B,512,1,T)
         if features.shape[2] != 1:
-            raise ValueError(f"CRNN needs inputs {INPUT_HEIGHT} px high (its feature map must be 1 px high), got height {x.shape[2]}")
+            raise ValueError(
+                f"CRNN needs inputs {INPUT_HEIGHT} px high (its feature map must be 1 px high), got height {x.shape[2]}"
+            )
         sequence = features.squeeze(2).permute(2, 0, 1)  # (T,B,512)
         return self.rnn(sequence)
 
@@ -162,7 +178,9 @@ class CRNN(nn.Module):
         return ctc_greedy_decode(scores, self.alphabet)
 
 
-@register_model("crnn", task="recognition", inputs=("image",), params=8_331_301, remap=fill_batchnorm_counters, onnx=True)
+@register_model(
+    "crnn", task="recognition", inputs=("image",), params=8_331_301, remap=fill_batchnorm_counters, onnx=True
+)
 def crnn(**kwargs) -> CRNN:
     """CRNN text recognizer (Shi et al. 2016; 8,331,301 parameters with the default arguments)."""
     return CRNN(**kwargs)

@@ -22,6 +22,7 @@ padded to a multiple of 64 px wide by repeating the last column, normalised to [
 greedy CTC decoding; a crop read with confidence < 0.1 is read again with its contrast stretched and
 the more confident reading is kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from zoo.common.modes import evaluating
+from zoo.nn.modes import evaluating
 from zoo.recognition.crnn import ctc_greedy_decode
 from zoo.registry import register_model
 
@@ -66,13 +67,26 @@ class VGGFeatures(nn.Module):
         super().__init__()
         c1, c2, c3, c4 = channels // 8, channels // 4, channels // 2, channels
         self.ConvNet = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-            nn.Conv2d(c1, c2, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-            nn.Conv2d(c2, c3, 3, 1, 1), nn.ReLU(True),
-            nn.Conv2d(c3, c3, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d((2, 1), (2, 1)),
-            nn.Conv2d(c3, c4, 3, 1, 1, bias=False), nn.BatchNorm2d(c4), nn.ReLU(True),
-            nn.Conv2d(c4, c4, 3, 1, 1, bias=False), nn.BatchNorm2d(c4), nn.ReLU(True), nn.MaxPool2d((2, 1), (2, 1)),
-            nn.Conv2d(c4, c4, 2, 1, 0), nn.ReLU(True),
+            nn.Conv2d(in_channels, c1, 3, 1, 1),
+            nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(c1, c2, 3, 1, 1),
+            nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(c2, c3, 3, 1, 1),
+            nn.ReLU(True),
+            nn.Conv2d(c3, c3, 3, 1, 1),
+            nn.ReLU(True),
+            nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(c3, c4, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c4),
+            nn.ReLU(True),
+            nn.Conv2d(c4, c4, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c4),
+            nn.ReLU(True),
+            nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(c4, c4, 2, 1, 0),
+            nn.ReLU(True),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +99,17 @@ def to_grey(crop: torch.Tensor) -> np.ndarray:
     IMREAD_GRAYSCALE)`` gives EasyOCR's ``img_cv_grey`` for an image file."""
     if crop.ndim != 3 or crop.shape[0] not in (1, 3) or 0 in crop.shape[1:]:
         raise ValueError(f"expected a non-empty (3,h,w) RGB or (1,h,w) grey crop, got shape {tuple(crop.shape)}")
-    pixels = crop.detach().to("cpu", torch.float32).clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    pixels = (
+        crop.detach()
+        .to("cpu", torch.float32)
+        .clamp(0, 1)
+        .mul(255)
+        .round()
+        .to(torch.uint8)
+        .permute(1, 2, 0)
+        .contiguous()
+        .numpy()
+    )
     return pixels[:, :, 0] if pixels.shape[2] == 1 else cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
 
 
@@ -121,7 +145,9 @@ def prepare(grey: np.ndarray, contrast_target: float = 0.0) -> torch.Tensor:
         line = stretch_contrast(line, contrast_target)
     image = Image.fromarray(line)
     resized_width = min(math.ceil(INPUT_HEIGHT * (image.width / float(image.height))), padded_width)
-    pixels = torch.from_numpy(np.asarray(image.resize((resized_width, INPUT_HEIGHT), Image.Resampling.BICUBIC), dtype=np.uint8).copy())
+    pixels = torch.from_numpy(
+        np.asarray(image.resize((resized_width, INPUT_HEIGHT), Image.Resampling.BICUBIC), dtype=np.uint8).copy()
+    )
     scaled = pixels.float().div(255).sub(0.5).div(0.5)
     return torch.cat([scaled, scaled[:, -1:].expand(-1, padded_width - resized_width)], dim=1)[None]
 
@@ -133,7 +159,9 @@ class EasyOCRRecognizer(nn.Module):
     ``recognize(crops)``: RGB crops in [0,1] of any sizes -> list of strings.
     """
 
-    def __init__(self, characters: str = CHARACTERS, in_channels: int = 1, output_channel: int = 256, hidden_size: int = 256):
+    def __init__(
+        self, characters: str = CHARACTERS, in_channels: int = 1, output_channel: int = 256, hidden_size: int = 256
+    ):
         super().__init__()
         if len(set(characters)) != len(characters):
             raise ValueError(f"characters has repeated entries: {characters!r}")
@@ -196,8 +224,14 @@ class EasyOCRRecognizer(nn.Module):
         return text, confidence
 
 
-@register_model("easyocr_en", task="recognition", inputs=("image",), params=3_781_345, default_tag="english_g2",
-                onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: no exporter gives a dynamic-width graph")
+@register_model(
+    "easyocr_en",
+    task="recognition",
+    inputs=("image",),
+    params=3_781_345,
+    default_tag="english_g2",
+    onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: no exporter gives a dynamic-width graph",
+)
 def easyocr_en(**kwargs) -> EasyOCRRecognizer:
     """EasyOCR's generation-2 English text recognizer (3,781,345 parameters), ``english_g2`` weights."""
     return EasyOCRRecognizer(**kwargs)

@@ -18,6 +18,7 @@ state_dict (``module.`` prefix, removed by the loader) with the spectral-norm bu
 ``weight_orig``/``weight_u``/``weight_v``; it loads without remapping because the layers use
 ``torch.nn.utils.spectral_norm``, which stores exactly those keys.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from zoo.common.padding import crop_to, pad_to_multiple
+from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import register_model
 
 __all__ = ["STEEraser", "STEOutput", "STEDiscriminator", "MaskCritic", "ste"]
@@ -41,8 +42,17 @@ class SNConv(nn.Module):
     """Spectral-norm (transposed) convolution + optional LeakyReLU(0.2) (official ``ConvWithActivation``
     / ``DeConvWithActivation``; the layer lives in ``conv2d`` as in the official keys)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 dilation: int = 1, transposed: bool = False, activation: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        transposed: bool = False,
+        activation: bool = True,
+    ):
         super().__init__()
         if transposed:
             layer = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, output_padding=1)
@@ -81,8 +91,10 @@ class Residual(nn.Module):
 def lateral_connection(channels: int) -> nn.Sequential:
     """1x1 -> 3x3 (x2 channels) -> 3x3 -> 1x1 back, no activations (EraseNet's lateral connections)."""
     return nn.Sequential(
-        nn.Conv2d(channels, channels, 1), nn.Conv2d(channels, 2 * channels, 3, padding=1),
-        nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.Conv2d(2 * channels, channels, 1),
+        nn.Conv2d(channels, channels, 1),
+        nn.Conv2d(channels, 2 * channels, 3, padding=1),
+        nn.Conv2d(2 * channels, 2 * channels, 3, padding=1),
+        nn.Conv2d(2 * channels, channels, 1),
     )
 
 
@@ -105,8 +117,12 @@ class MaskDecoder(nn.Module):
         self.mask_conv_d = nn.Conv2d(w, 3, 1)
 
     def decode(self, x: torch.Tensor, skips: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
-        stages = ((self.mask_deconv_a, self.mask_conv_a), (self.mask_deconv_b, self.mask_conv_b),
-                  (self.mask_deconv_c, self.mask_conv_c), (self.mask_deconv_d, None))
+        stages = (
+            (self.mask_deconv_a, self.mask_conv_a),
+            (self.mask_deconv_b, self.mask_conv_b),
+            (self.mask_deconv_c, self.mask_conv_c),
+            (self.mask_deconv_d, None),
+        )
         for index, (deconv, conv) in enumerate(stages):
             if skips:
                 x = torch.cat([x, skips[index]], dim=1)
@@ -141,7 +157,9 @@ class STEEraser(MaskDecoder):
         w = width
         super().__init__(w, (8 * w, 4 * w, 2 * w, w))
         if composite not in COMPOSITES or predicted_mask not in PREDICTED_MASKS:
-            raise ValueError(f"composite must be one of {COMPOSITES} and predicted_mask one of {PREDICTED_MASKS}; got {composite!r}, {predicted_mask!r}")
+            raise ValueError(
+                f"composite must be one of {COMPOSITES} and predicted_mask one of {PREDICTED_MASKS}; got {composite!r}, {predicted_mask!r}"
+            )
         self.composite, self.predicted_mask = composite, predicted_mask
         # coarse U-Net encoder
         self.conv1 = SNConv(3, w, 4, stride=2, padding=1)
@@ -181,7 +199,9 @@ class STEEraser(MaskDecoder):
         self.coarse_deconva = sn_deconv(12 * w, 2 * w)
         self.coarse_convm = SNConv(2 * w, 2 * w, 3, padding=1)
         self.coarse_deconvb = sn_deconv(6 * w, w)
-        self.coarse_convn = nn.Sequential(SNConv(w, w // 2, 3, padding=1), SNConv(w // 2, 3, 3, padding=1, activation=False))
+        self.coarse_convn = nn.Sequential(
+            SNConv(w, w // 2, 3, padding=1), SNConv(w // 2, 3, 3, padding=1, activation=False)
+        )
         self.c1 = nn.Conv2d(w, 2 * w, 1)
         self.c2 = nn.Conv2d(2 * w, 4 * w, 1)
 
@@ -221,7 +241,9 @@ class STEEraser(MaskDecoder):
             return (mask_logits >= 0.5).to(mask_logits.dtype)
         return mask_logits.clamp(0, 1)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None, composite: str | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor | None = None, composite: str | None = None
+    ) -> torch.Tensor:
         """Erase the text of (B,3,H,W) RGB in [0,1], any H x W (reflect-padded to a multiple of 32).
 
         Returns the refined output in [0,1]; composited with the input outside ``mask`` (B,1,H,W),
@@ -241,7 +263,11 @@ class STEEraser(MaskDecoder):
                 raise ValueError(f"mask must be (B,1,H,W) matching image {tuple(image.shape)}; got {tuple(mask.shape)}")
             return torch.lerp(image, refined.to(image.dtype), (mask > 0.5).to(image.dtype))  # dtype: autocast
         if predicted:
-            return torch.lerp(image, refined.to(image.dtype), self.text_region(crop_to(outputs.mask_logits, (height, width))).to(image.dtype))
+            return torch.lerp(
+                image,
+                refined.to(image.dtype),
+                self.text_region(crop_to(outputs.mask_logits, (height, width))).to(image.dtype),
+            )
         return refined
 
 
@@ -265,8 +291,12 @@ class STEDiscriminator(nn.Module):
     def __init__(self, width: int = 32, num_layers: int = 6, sigmoid: bool = True):
         super().__init__()
         channels = [3] + [min(2 ** (i + 1), 8) * width for i in range(num_layers)]
-        self.globalDis = nn.Sequential(*(SNConv(channels[i], channels[i + 1], 4, stride=2, padding=1) for i in range(num_layers)))
-        self.localDis = nn.Sequential(*(SNConv(channels[i], channels[i + 1], 4, stride=2, padding=1) for i in range(num_layers)))
+        self.globalDis = nn.Sequential(
+            *(SNConv(channels[i], channels[i + 1], 4, stride=2, padding=1) for i in range(num_layers))
+        )
+        self.localDis = nn.Sequential(
+            *(SNConv(channels[i], channels[i + 1], 4, stride=2, padding=1) for i in range(num_layers))
+        )
         self.fusion = nn.Sequential(nn.Conv2d(2 * channels[-1], 1, 4), *([nn.Sigmoid()] if sigmoid else []))
 
     def forward(self, image: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
@@ -275,8 +305,17 @@ class STEDiscriminator(nn.Module):
         return self.fusion(features).flatten(1)
 
 
-@register_model("ste", task="text_removal", inputs=("image", "mask"), optional=("mask",), pad_multiple=STRIDE, composites=True, params=19_737_615, default_tag="posterase",
-                onnx=True)
+@register_model(
+    "ste",
+    task="text_removal",
+    inputs=("image", "mask"),
+    optional=("mask",),
+    pad_multiple=STRIDE,
+    composites=True,
+    params=19_737_615,
+    default_tag="posterase",
+    onnx=True,
+)
 def ste(**kwargs) -> STEEraser:
     """STE eraser (19,737,615 parameters with the default arguments)."""
     return STEEraser(**kwargs)

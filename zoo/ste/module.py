@@ -27,6 +27,7 @@ One training step, as the official ``train_adg.py`` with the README's flags (``-
 the batch's input/target/text mask are used as they are (the mask plays the synthetic mask's part).
 ``global_step`` counts eraser steps; the discriminator, critic and policy steps are not counted.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,9 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.common.gan import AdversarialModule
-from zoo.common.losses import IMAGENET_MEAN, IMAGENET_STD, VGGFeatureLoss, load_vgg16_state
-from zoo.common.optim import build_optimizer
 from zoo.metrics import psnr
 from zoo.ste.model import MaskCritic, STEDiscriminator, STEOutput
 from zoo.ste.policy import (
@@ -53,6 +51,9 @@ from zoo.ste.policy import (
     update_running_mean,
 )
 from zoo.ste.synthesis import TextSynthesizer
+from zoo.training.gan import AdversarialModule
+from zoo.training.losses import IMAGENET_MEAN, IMAGENET_STD, VGGFeatureLoss, load_vgg16_state
+from zoo.training.optim import build_optimizer
 
 POLICY_MODES = ("random", "global", "conditioned")
 TRAINING_MODES = ("self_supervised", "supervised")
@@ -140,7 +141,10 @@ def rotate(arrays: Sequence[np.ndarray], angle: float, nearest: Sequence[bool]) 
     """Rotate HxW[xC] arrays about the centre by ``angle`` degrees, zeros outside (the official cv2 call)."""
     height, width = arrays[0].shape[:2]
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    return [cv2.warpAffine(a, matrix, (width, height), flags=cv2.INTER_NEAREST if n else cv2.INTER_LINEAR) for a, n in zip(arrays, nearest)]
+    return [
+        cv2.warpAffine(a, matrix, (width, height), flags=cv2.INTER_NEAREST if n else cv2.INTER_LINEAR)
+        for a, n in zip(arrays, nearest)
+    ]
 
 
 class STEModule(AdversarialModule):
@@ -174,23 +178,45 @@ class STEModule(AdversarialModule):
         if training_mode not in TRAINING_MODES:
             raise ValueError(f"training_mode must be one of {TRAINING_MODES}, got {training_mode!r}")
         if canvas not in ("image", "target"):
-            raise ValueError(f"canvas must be 'image' (the real image with its text) or 'target' (a clean image), got {canvas!r}")
+            raise ValueError(
+                f"canvas must be 'image' (the real image with its text) or 'target' (a clean image), got {canvas!r}"
+            )
         self.settings = PolicySettings.from_config(policy)
         self.hparams.update(
-            training_mode=training_mode, canvas=canvas, synthesis=dict(synthesis or {}), policy=asdict(self.settings),
-            hole_weight=hole_weight, scale_weights=list(scale_weights), perceptual_weight=perceptual_weight, style_weight=style_weight,
-            mask_weight=mask_weight, mask_sigmoid=mask_sigmoid, adversarial_weight=adversarial_weight, triplet_weight=triplet_weight,
-            triplet_scale=triplet_scale, vgg_weights=vgg_weights, real_text_dilation=list(real_text_dilation),
-            rotation_probability=rotation_probability, rotation_degrees=rotation_degrees, critic_every=critic_every,
-            critic_optimizer=critic_optimizer or {"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9]}, synthesis_seed=synthesis_seed,
+            training_mode=training_mode,
+            canvas=canvas,
+            synthesis=dict(synthesis or {}),
+            policy=asdict(self.settings),
+            hole_weight=hole_weight,
+            scale_weights=list(scale_weights),
+            perceptual_weight=perceptual_weight,
+            style_weight=style_weight,
+            mask_weight=mask_weight,
+            mask_sigmoid=mask_sigmoid,
+            adversarial_weight=adversarial_weight,
+            triplet_weight=triplet_weight,
+            triplet_scale=triplet_scale,
+            vgg_weights=vgg_weights,
+            real_text_dilation=list(real_text_dilation),
+            rotation_probability=rotation_probability,
+            rotation_degrees=rotation_degrees,
+            critic_every=critic_every,
+            critic_optimizer=critic_optimizer or {"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9]},
+            synthesis_seed=synthesis_seed,
         )
         width = self.hparams.net.get("width", 32)
         self.critic = MaskCritic(width)
         self.vgg = VGGFeatureLoss(vgg_weights, normalize=False) if perceptual_weight or style_weight else None
         self.synthesizer = TextSynthesizer(**self.hparams.synthesis)
         learned = self.settings.mode != "random" and training_mode == "self_supervised"
-        self.controller = PolicyController(self.settings.embedding_dim, self.settings.hidden_dim, self.settings.layers) if learned else None
-        self.features = ImageFeatures(self.settings.feature_weights) if learned and self.settings.mode == "conditioned" else None
+        self.controller = (
+            PolicyController(self.settings.embedding_dim, self.settings.hidden_dim, self.settings.layers)
+            if learned
+            else None
+        )
+        self.features = (
+            ImageFeatures(self.settings.feature_weights) if learned and self.settings.mode == "conditioned" else None
+        )
         self.rng = np.random.default_rng(synthesis_seed)
         self.torch_rng = torch.Generator().manual_seed(synthesis_seed)
         # policy state saved in checkpoints: the styles driving data generation and the reward baselines
@@ -228,13 +254,17 @@ class STEModule(AdversarialModule):
     def _canvas_and_real_text(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.hparams.canvas == "target":
             if "target" not in batch:
-                raise KeyError("canvas='target' needs batches with 'target' (a clean image); this datamodule gives none — use canvas='image'")
+                raise KeyError(
+                    "canvas='target' needs batches with 'target' (a clean image); this datamodule gives none — use canvas='image'"
+                )
             canvas = batch["target"]
             return canvas, torch.zeros_like(canvas[:, :1])
         real = batch.get("mask")
         return batch["image"], real if real is not None else torch.zeros_like(batch["image"][:, :1])
 
-    def synthesize(self, batch: dict[str, Any], styles: Sequence[dict[str, int]], indices: Sequence[int], augment: bool) -> dict[str, torch.Tensor]:
+    def synthesize(
+        self, batch: dict[str, Any], styles: Sequence[dict[str, int]], indices: Sequence[int], augment: bool
+    ) -> dict[str, torch.Tensor]:
         """Draw ``styles[k]`` on canvas ``indices[k]`` of ``batch``; -> image, target, mask (synthetic text),
         real (real text) tensors on the batch's device."""
         canvas, real = self._canvas_and_real_text(batch)
@@ -265,7 +295,10 @@ class STEModule(AdversarialModule):
             array = array[..., None] if array.ndim == 3 else array
             return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(divisor).to(canvas.device)
 
-        return {key: stack(items, divisor) for key, items, divisor in zip(("image", "target", "mask", "real"), stored, (255.0, 255.0, 1.0, 1.0))}
+        return {
+            key: stack(items, divisor)
+            for key, items, divisor in zip(("image", "target", "mask", "real"), stored, (255.0, 255.0, 1.0, 1.0))
+        }
 
     def prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.hparams.training_mode == "supervised":
@@ -285,7 +318,9 @@ class STEModule(AdversarialModule):
     def generate(self, batch: dict[str, Any]) -> STEOutput:
         height, width = batch["image"].shape[-2:]
         if height % 32 or width % 32:
-            raise ValueError(f"STE trains on sizes that are multiples of 32 (the eraser down-samples 32x); got {height}x{width}: set data.train_size / data.size")
+            raise ValueError(
+                f"STE trains on sizes that are multiples of 32 (the eraser down-samples 32x); got {height}x{width}: set data.train_size / data.size"
+            )
         return self.net.forward_train(batch["image"])
 
     @staticmethod
@@ -321,7 +356,11 @@ class STEModule(AdversarialModule):
         if hp.triplet_weight:
             coarse = torch.lerp(image, outputs.coarse.detach().to(image.dtype), text)
             erased = F.l1_loss(output, image)
-            losses["triplet"] = hp.triplet_weight * erased / (1e-7 + erased + hp.triplet_scale * F.l1_loss(coarse, output).pow(2).clamp(min=1e-7))
+            losses["triplet"] = (
+                hp.triplet_weight
+                * erased
+                / (1e-7 + erased + hp.triplet_scale * F.l1_loss(coarse, output).pow(2).clamp(min=1e-7))
+            )
         if adversarial and hp.adversarial_weight:
             losses["adversarial"] = -hp.adversarial_weight * self.discriminator(output, text).mean()
         return losses
@@ -331,7 +370,11 @@ class STEModule(AdversarialModule):
         size = len(batch["image"])
         optimizers = self.optimizers()
         step = self.global_step  # generator steps done, this one included
-        if self.hparams.training_mode == "self_supervised" and self.hparams.critic_every and step % self.hparams.critic_every == 0:
+        if (
+            self.hparams.training_mode == "self_supervised"
+            and self.hparams.critic_every
+            and step % self.hparams.critic_every == 0
+        ):
             critic_loss = dice_loss(self.critic(outputs.mask_features.detach()), batch["real"]).mean()
             self._update(optimizers[2], critic_loss, counted=False)
             self.log("train/critic_loss", critic_loss.detach(), batch_size=size)
@@ -370,7 +413,10 @@ class STEModule(AdversarialModule):
             synthesized = self.synthesize(source, styles, indices, augment=False)
             difficulty, realism = self.policy_rewards(synthesized)
             if self.features is None:  # mean over the images of each style
-                difficulty, realism = difficulty.view(s.samples, images).mean(1), realism.view(s.samples, images).mean(1)
+                difficulty, realism = (
+                    difficulty.view(s.samples, images).mean(1),
+                    realism.view(s.samples, images).mean(1),
+                )
             self.difficulty_mean = update_running_mean(self.difficulty_mean, difficulty.mean(), init_from_first=True)
             self.realism_mean = update_running_mean(self.realism_mean, realism.mean())
             reward_d = difficulty_reward(difficulty, self.difficulty_mean, s.target_ratio)
@@ -378,10 +424,16 @@ class STEModule(AdversarialModule):
             reward = s.difficulty_weight * reward_d + s.realism_weight * reward_r
             loss = reinforce_loss(sample.log_prob, reward, sample.entropy, s.entropy_weight)
             self._update(optimizer, loss, counted=False)
-        self.log_dict({
-            "train/reward_difficulty": reward_d.mean(), "train/reward_realism": reward_r.mean(), "train/reward": reward.mean(),
-            "train/policy_loss": loss.detach(), "train/policy_entropy": sample.entropy.detach().mean(),
-        }, batch_size=len(reward))
+        self.log_dict(
+            {
+                "train/reward_difficulty": reward_d.mean(),
+                "train/reward_realism": reward_r.mean(),
+                "train/reward": reward.mean(),
+                "train/policy_loss": loss.detach(),
+                "train/policy_entropy": sample.entropy.detach().mean(),
+            },
+            batch_size=len(reward),
+        )
 
     # ---------------------------------------------------------------------------- evaluation
     def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:

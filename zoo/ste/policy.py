@@ -11,6 +11,7 @@ sub-decisions) are still sampled, to feed the next step, but contribute no log-p
 entropy. (The official table masks only the stroke colour under "no stroke", not the stroke width; we
 mask both, as the paper's hierarchy describes: the width has no effect without a stroke.)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,16 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "DECISIONS", "PolicyController", "PolicySample", "decision_mask", "uniform_actions", "actions_to_styles",
-    "difficulty_reward", "realism_reward", "update_running_mean", "reinforce_loss",
+    "DECISIONS",
+    "PolicyController",
+    "PolicySample",
+    "decision_mask",
+    "uniform_actions",
+    "actions_to_styles",
+    "difficulty_reward",
+    "realism_reward",
+    "update_running_mean",
+    "reinforce_loss",
 ]
 
 # The official "random8" space, in its order: name -> number of choices.
@@ -85,7 +94,14 @@ class PolicySample:
 class PolicyController(nn.Module):
     """Autoregressive controller (see the module docstring); 94,676 parameters with the defaults."""
 
-    def __init__(self, embedding_dim: int = 32, hidden_dim: int = 100, layers: int = 1, feature_dim: int = 1000, init_range: float = 0.1):
+    def __init__(
+        self,
+        embedding_dim: int = 32,
+        hidden_dim: int = 100,
+        layers: int = 1,
+        feature_dim: int = 1000,
+        init_range: float = 0.1,
+    ):
         super().__init__()
         self.sizes = list(DECISIONS.values())
         self.register_buffer("offsets", torch.tensor([0] + self.sizes[:-1]).cumsum(0), persistent=False)
@@ -104,11 +120,23 @@ class PolicyController(nn.Module):
             raise ValueError("give the number of policies to sample (count) or image features (B, feature_dim)")
         return self.embedding.weight.new_zeros(count, self.embedding_dim)
 
-    def _run(self, count: int | None, features: torch.Tensor | None, actions: torch.Tensor | None, generator: torch.Generator | None) -> PolicySample:
+    def _run(
+        self,
+        count: int | None,
+        features: torch.Tensor | None,
+        actions: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> PolicySample:
         with torch.autocast(self.embedding.weight.device.type, enabled=False):  # tiny network: fp32 log-probabilities
             return self._decide(count, None if features is None else features.float(), actions, generator)
 
-    def _decide(self, count: int | None, features: torch.Tensor | None, actions: torch.Tensor | None, generator: torch.Generator | None) -> PolicySample:
+    def _decide(
+        self,
+        count: int | None,
+        features: torch.Tensor | None,
+        actions: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> PolicySample:
         step_input = self._start(count, features)
         state = None
         chosen, log_probs, entropies = [], [], []
@@ -127,9 +155,13 @@ class PolicyController(nn.Module):
             entropies.append(-(log_p.exp() * log_p).sum(-1))
         actions = torch.stack(chosen, dim=1)
         mask = decision_mask(actions).to(log_probs[0].dtype)
-        return PolicySample(actions, (torch.stack(log_probs, 1) * mask).sum(1), (torch.stack(entropies, 1) * mask).sum(1))
+        return PolicySample(
+            actions, (torch.stack(log_probs, 1) * mask).sum(1), (torch.stack(entropies, 1) * mask).sum(1)
+        )
 
-    def forward(self, count: int | None = None, features: torch.Tensor | None = None, generator: torch.Generator | None = None) -> PolicySample:
+    def forward(
+        self, count: int | None = None, features: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> PolicySample:
         """Sample ``count`` policies (global) or one per row of ``features`` (image-conditioned)."""
         return self._run(count, features, None, generator)
 
@@ -139,7 +171,9 @@ class PolicyController(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------- rewards
-def update_running_mean(mean: torch.Tensor, value: torch.Tensor, momentum: float = 0.95, init_from_first: bool = False) -> torch.Tensor:
+def update_running_mean(
+    mean: torch.Tensor, value: torch.Tensor, momentum: float = 0.95, init_from_first: bool = False
+) -> torch.Tensor:
     """EMA baseline of the official training (``mean = 0.95·mean + 0.05·value``); with
     ``init_from_first`` a zero mean is first set to ``value`` (the difficulty baseline)."""
     if init_from_first and float(mean) == 0.0:
@@ -147,7 +181,13 @@ def update_running_mean(mean: torch.Tensor, value: torch.Tensor, momentum: float
     return momentum * mean + (1 - momentum) * value.detach()
 
 
-def difficulty_reward(loss: torch.Tensor, running_mean: torch.Tensor, target_ratio: float = 2.0, sharpness: float = 20.0, scale: float = 5.0) -> torch.Tensor:
+def difficulty_reward(
+    loss: torch.Tensor,
+    running_mean: torch.Tensor,
+    target_ratio: float = 2.0,
+    sharpness: float = 20.0,
+    scale: float = 5.0,
+) -> torch.Tensor:
     """R_d = 5·(1 − |1 − exp(20·(L − 2·L̄))|): highest when the eraser's loss on the synthesised sample is
     about ``target_ratio`` times its running mean — hard, but not too hard (official ``exp`` norm)."""
     return scale * (1 - (1 - torch.exp(sharpness * (loss - target_ratio * running_mean))).abs())
@@ -159,6 +199,8 @@ def realism_reward(critic_loss: torch.Tensor, running_mean: torch.Tensor, scale:
     return -scale * (critic_loss - running_mean)
 
 
-def reinforce_loss(log_prob: torch.Tensor, reward: torch.Tensor, entropy: torch.Tensor, entropy_weight: float = 1e-5) -> torch.Tensor:
+def reinforce_loss(
+    log_prob: torch.Tensor, reward: torch.Tensor, entropy: torch.Tensor, entropy_weight: float = 1e-5
+) -> torch.Tensor:
     """Score-function loss ``mean(−log π(a)·R) − w·mean(H)``."""
     return (-log_prob * reward.detach()).mean() - entropy_weight * entropy.mean()

@@ -32,6 +32,7 @@ Fonts: Pillow's built-in font plus every font under ``font_dir``. The official 1
 PuHuiTi, FZ*, JCyuan) are not redistributable; put them in one folder and pass it as ``font_dir``:
 files named as in :data:`OFFICIAL_FONTS` are ordered like the official list, so ``F`` means the same font.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,14 +46,31 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from zoo.common.fonts import find_fonts, load_font
+from zoo.imaging.fonts import find_fonts, load_font
 
-__all__ = ["Placement", "TextSynthesizer", "extract_strokes", "synthetic_text_mask", "parse_place", "placements_from_boxes", "OFFICIAL_FONTS"]
+__all__ = [
+    "Placement",
+    "TextSynthesizer",
+    "extract_strokes",
+    "synthetic_text_mask",
+    "parse_place",
+    "placements_from_boxes",
+    "OFFICIAL_FONTS",
+]
 
 OFFICIAL_FONTS = (
-    "Alibaba-PuHuiTi-B.ttf", "Alibaba-PuHuiTi-Medium.ttf", "Alibaba-PuHuiTi-Regular.ttf", "Alibaba-PuHuiTi-H.ttf",
-    "FZBaiZRZTJW.TTF", "FZFWTongQPOPTJW.TTF", "FZFWZhuZLSHTJWB.TTF", "Alibaba-PuHuiTi-Light.ttf", "FZHuaSJSJW-R.TTF",
-    "FZLiuBSLSJW.TTF", "FZsong.ttf", "JCyuan.ttf",
+    "Alibaba-PuHuiTi-B.ttf",
+    "Alibaba-PuHuiTi-Medium.ttf",
+    "Alibaba-PuHuiTi-Regular.ttf",
+    "Alibaba-PuHuiTi-H.ttf",
+    "FZBaiZRZTJW.TTF",
+    "FZFWTongQPOPTJW.TTF",
+    "FZFWZhuZLSHTJWB.TTF",
+    "Alibaba-PuHuiTi-Light.ttf",
+    "FZHuaSJSJW-R.TTF",
+    "FZLiuBSLSJW.TTF",
+    "FZsong.ttf",
+    "JCyuan.ttf",
 )
 ART_MIN_SIZE = 20  # art effects (and copying) only for text larger than this (official base_size)
 STROKE_WIDTHS = (2, 5, 7, 9, 11, 14)
@@ -84,7 +102,9 @@ def _parse_color(value: Any) -> Color:
     return tuple(int(np.clip(v, 0, 255)) for v in parts)  # type: ignore[return-value]
 
 
-def parse_place(place: dict, boxes: np.ndarray, scale: tuple[float, float] = (1.0, 1.0), index: int = 0) -> list[Placement]:
+def parse_place(
+    place: dict, boxes: np.ndarray, scale: tuple[float, float] = (1.0, 1.0), index: int = 0
+) -> list[Placement]:
     """PosterErase ``place`` -> placements for anchor set ``index``; coordinates and sizes are scaled by
     ``scale`` (x, y) to the training size. Object j copies from real box j (``boxes`` xyxy, training size)."""
     anchors = place.get("text") or []
@@ -108,12 +128,21 @@ def parse_place(place: dict, boxes: np.ndarray, scale: tuple[float, float] = (1.
             size_px = float(size)
             vertical = int(float(direction)) == 1
         except (IndexError, TypeError, ValueError):
-            raise ValueError(f"place: object {j} must be 'text,size,direction' with an anchor [x, y, ['r,g,b', ...]]; got {objects[j]!r}, {anchor!r}") from None
+            raise ValueError(
+                f"place: object {j} must be 'text,size,direction' with an anchor [x, y, ['r,g,b', ...]]; got {objects[j]!r}, {anchor!r}"
+            ) from None
         source = tuple(int(v) for v in boxes[j]) if j < len(boxes) else None
-        placements.append(Placement(
-            text, max(1, int(round(size_px * math.sqrt(sx * sy)))), int(round(float(x) * sx)), int(round(float(y) * sy)), vertical,
-            [_parse_color(c) for c in colors], source,  # type: ignore[arg-type]
-        ))
+        placements.append(
+            Placement(
+                text,
+                max(1, int(round(size_px * math.sqrt(sx * sy)))),
+                int(round(float(x) * sx)),
+                int(round(float(y) * sy)),
+                vertical,
+                [_parse_color(c) for c in colors],
+                source,  # type: ignore[arg-type]
+            )
+        )
     return placements
 
 
@@ -137,14 +166,21 @@ def _text_color(image: np.ndarray, box: Sequence[int], rng: np.random.Generator)
     crop = image[max(0, y1) : max(y1 + 1, y2), max(0, x1) : max(x1 + 1, x2)].reshape(-1, 3).astype(np.float32)
     if len(crop) == 0:
         return _contrasting(rng, np.full(3, 127.0))
-    border = np.concatenate([image[max(0, y1), max(0, x1) : x2], image[min(image.shape[0] - 1, y2 - 1), max(0, x1) : x2]]).reshape(-1, 3)
+    border = np.concatenate(
+        [image[max(0, y1), max(0, x1) : x2], image[min(image.shape[0] - 1, y2 - 1), max(0, x1) : x2]]
+    ).reshape(-1, 3)
     background = np.median(border, axis=0) if len(border) else np.median(crop, axis=0)
     far = crop[np.linalg.norm(crop - background, axis=1) > 40]
     return tuple(int(c) for c in np.median(far, axis=0)) if len(far) else _contrasting(rng, background)  # type: ignore[return-value]
 
 
 def placements_from_boxes(
-    image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, alphabet: str, max_instances: int = 4, size_range: tuple[float, float] = (0.08, 0.2)
+    image: np.ndarray,
+    boxes: np.ndarray,
+    rng: np.random.Generator,
+    alphabet: str,
+    max_instances: int = 4,
+    size_range: tuple[float, float] = (0.08, 0.2),
 ) -> list[Placement]:
     """Placements without annotations: one per real text box (same size and direction, a new string, a
     new position, colours [the box's text colour, a contrasting colour, a random one]); on an image
@@ -168,7 +204,11 @@ def placements_from_boxes(
         x = int(rng.integers(0, max(1, width - extent_w)))
         y = int(rng.integers(0, max(1, height - extent_h)))
         local = _local_color(image, x + extent_w // 2, y + extent_h // 2)
-        colors = [_text_color(image, box, rng) if box is not None else _contrasting(rng, local), _contrasting(rng, local), tuple(int(c) for c in rng.integers(0, 256, 3))]
+        colors = [
+            _text_color(image, box, rng) if box is not None else _contrasting(rng, local),
+            _contrasting(rng, local),
+            tuple(int(c) for c in rng.integers(0, 256, 3)),
+        ]
         text = "".join(rng.choice(list(alphabet), size=chars))
         placements.append(Placement(text, int(size), x, y, vertical, colors, box))  # type: ignore[arg-type]
     return placements
@@ -197,7 +237,9 @@ def _feather(alpha: np.ndarray, level: int, rng: np.random.Generator) -> np.ndar
     return cv2.GaussianBlur(alpha, (5, 5), max(0.5, 1.5 + 0.5 * rng.standard_normal()))
 
 
-def glyph_alpha(text: str, font_path: str, size: int, vertical: bool, italic: bool, curved: bool, rng: np.random.Generator) -> np.ndarray:
+def glyph_alpha(
+    text: str, font_path: str, size: int, vertical: bool, italic: bool, curved: bool, rng: np.random.Generator
+) -> np.ndarray:
     """The text's coverage (float HxW in [0,1]), laid out character by character (random 0–3 px
     spacing; vertical stacking; curved: on a parabola, each character rotated to the tangent;
     italic: 0.25 shear)."""
@@ -217,7 +259,14 @@ def glyph_alpha(text: str, font_path: str, size: int, vertical: bool, italic: bo
     length = max(cursor, 1)
     bend = float(rng.uniform(0.15, 0.35)) * size * (1 if rng.random() < 0.5 else -1) if curved and not vertical else 0.0
     margin = int(abs(bend)) + size // 2 + 4
-    canvas = Image.new("L", ((size + 2 * margin) if vertical else (length + 2 * margin), (length + 2 * margin) if vertical else (size + 2 * margin)), 0)
+    canvas = Image.new(
+        "L",
+        (
+            (size + 2 * margin) if vertical else (length + 2 * margin),
+            (length + 2 * margin) if vertical else (size + 2 * margin),
+        ),
+        0,
+    )
     for (glyph, top), position in zip(glyphs, positions):
         if vertical:
             canvas.paste(255, (margin + (size - glyph.width) // 2, margin + position), glyph)
@@ -304,7 +353,14 @@ def extract_strokes(image: np.ndarray, box: Sequence[int], n_chars: int) -> tupl
     return crop, strokes
 
 
-def synthetic_text_mask(original: np.ndarray, synthesized: np.ndarray, mode: str = "boxes", threshold: float = 20.0, min_area: int = 20, dilation: int = 3) -> np.ndarray:
+def synthetic_text_mask(
+    original: np.ndarray,
+    synthesized: np.ndarray,
+    mode: str = "boxes",
+    threshold: float = 20.0,
+    min_area: int = 20,
+    dilation: int = 3,
+) -> np.ndarray:
     """Where text was added (bool HxW): grayscale |Δ| >= ``threshold``; then per changed region its
     bounding rectangle (``boxes``), rotated rectangle (``rotated``) or its pixels (``pixels``); regions
     under ``min_area`` px² dropped; dilated by a ``dilation`` x ``dilation`` square (official ``get_mask``)."""
@@ -349,13 +405,24 @@ class TextSynthesizer:
     ):
         fonts = find_fonts(font_dir)
         order = {name.lower(): i for i, name in enumerate(OFFICIAL_FONTS)}
-        self.fonts = sorted(fonts, key=lambda f: (order.get(Path(f).name.lower(), len(order)), f))  # official order first
+        self.fonts = sorted(
+            fonts, key=lambda f: (order.get(Path(f).name.lower(), len(order)), f)
+        )  # official order first
         if mask_mode not in ("boxes", "rotated", "pixels"):
             raise ValueError(f"mask_mode must be boxes, rotated or pixels, got {mask_mode!r}")
-        self.mask_options = dict(mode=mask_mode, threshold=mask_threshold, min_area=mask_min_area, dilation=mask_dilation)
+        self.mask_options = dict(
+            mode=mask_mode, threshold=mask_threshold, min_area=mask_min_area, dilation=mask_dilation
+        )
         self.placement_index, self.max_instances, self.alphabet = placement_index, max_instances, alphabet
 
-    def placements(self, image: np.ndarray, boxes: np.ndarray, place: dict | None, scale: tuple[float, float], rng: np.random.Generator) -> list[Placement]:
+    def placements(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        place: dict | None,
+        scale: tuple[float, float],
+        rng: np.random.Generator,
+    ) -> list[Placement]:
         if place:
             found = parse_place(place, boxes, scale, self.placement_index)
             if found:
@@ -363,8 +430,13 @@ class TextSynthesizer:
         return placements_from_boxes(image, boxes, rng, self.alphabet, self.max_instances)
 
     def __call__(
-        self, image: np.ndarray, style: dict[str, int], rng: np.random.Generator, boxes: np.ndarray | None = None,
-        place: dict | None = None, scale: tuple[float, float] = (1.0, 1.0),
+        self,
+        image: np.ndarray,
+        style: dict[str, int],
+        rng: np.random.Generator,
+        boxes: np.ndarray | None = None,
+        place: dict | None = None,
+        scale: tuple[float, float] = (1.0, 1.0),
     ) -> tuple[np.ndarray, np.ndarray]:
         """uint8 HxWx3 image -> (image with new text uint8, synthetic-text mask bool HxW)."""
         boxes = np.zeros((0, 4)) if boxes is None else np.asarray(boxes).reshape(-1, 4)
@@ -374,7 +446,9 @@ class TextSynthesizer:
         result = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         return result, synthetic_text_mask(image, result, **self.mask_options)
 
-    def draw(self, canvas: np.ndarray, placement: Placement, style: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    def draw(
+        self, canvas: np.ndarray, placement: Placement, style: dict[str, int], rng: np.random.Generator
+    ) -> np.ndarray:
         """One placement onto ``canvas`` (float HxWx3) with ``style``."""
         if style["T"] == 0 and placement.size > ART_MIN_SIZE and placement.source_box is not None:
             return self.copy(canvas, placement)
@@ -382,7 +456,9 @@ class TextSynthesizer:
 
     @staticmethod
     def copy(canvas: np.ndarray, placement: Placement) -> np.ndarray:
-        crop, strokes = extract_strokes(np.clip(canvas, 0, 255).astype(np.uint8), placement.source_box, max(1, len(placement.text)))  # type: ignore[arg-type]
+        crop, strokes = extract_strokes(
+            np.clip(canvas, 0, 255).astype(np.uint8), placement.source_box, max(1, len(placement.text))
+        )  # type: ignore[arg-type]
         x0, y0 = max(placement.x + COPY_OFFSET[0], 0), max(placement.y + COPY_OFFSET[1], 0)
         h, w = min(crop.shape[0], canvas.shape[0] - y0), min(crop.shape[1], canvas.shape[1] - x0)
         if h <= 0 or w <= 0:
@@ -392,13 +468,17 @@ class TextSynthesizer:
         region[strokes[:h, :w]] = crop[:h, :w][strokes[:h, :w]]
         return canvas
 
-    def render(self, canvas: np.ndarray, placement: Placement, style: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    def render(
+        self, canvas: np.ndarray, placement: Placement, style: dict[str, int], rng: np.random.Generator
+    ) -> np.ndarray:
         height, width = canvas.shape[:2]
         colors = placement.colors or [_contrasting(rng, _local_color(canvas, placement.x, placement.y))]
         color = np.asarray(colors[min(style["C"], len(colors) - 1)], np.float32)
         size = _font_size(placement.size, style["S"], rng)
         font = self.fonts[style["F"] % len(self.fonts)]
-        glyphs = glyph_alpha(placement.text, font, size, placement.vertical, bool(style["Ital"]), bool(style["Cur"]), rng)
+        glyphs = glyph_alpha(
+            placement.text, font, size, placement.vertical, bool(style["Ital"]), bool(style["Cur"]), rng
+        )
         text = _feather(_place_layer(glyphs, height, width, placement.x, placement.y), style["Gau"], rng)
         background = _local_color(canvas, placement.x, placement.y, radius=0)
         result, covered = canvas, text
@@ -415,8 +495,15 @@ class TextSynthesizer:
                 blur = SHADOW_BLURS[style["A2_G"]]
                 if blur:
                     shadow = cv2.GaussianBlur(shadow, (0, 0), blur / 3)
-                shadow = _shift(shadow, int(round(shift * math.sin(theta))), int(round(-shift * math.cos(theta)))) * SHADOW_OPACITIES[style["A2_A"]]
-                shadow_color = (0, 0, 0) if style["A2_C"] == 0 else (tuple(rng.integers(0, 256, 3)) if style["A2_C"] == 1 else 0.35 * background)
+                shadow = (
+                    _shift(shadow, int(round(shift * math.sin(theta))), int(round(-shift * math.cos(theta))))
+                    * SHADOW_OPACITIES[style["A2_A"]]
+                )
+                shadow_color = (
+                    (0, 0, 0)
+                    if style["A2_C"] == 0
+                    else (tuple(rng.integers(0, 256, 3)) if style["A2_C"] == 1 else 0.35 * background)
+                )
                 result = _blend(result, shadow_color, shadow)
                 covered = np.maximum(covered, shadow)
             if stroke is not None:

@@ -17,6 +17,7 @@ and is an argument here.
   Gaussian noise through all T steps, or through a subsequence of them (the fast sampler); the SR
   image is B_T + the sampled residual, clamped to [0, 1].
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.common.padding import crop_to, pad_to_multiple
+from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.recognition.crnn import CRNN, preprocess
 from zoo.registry import register_model
 
@@ -45,8 +46,12 @@ class SampleInception(nn.Module):
         super().__init__()
         if channels % len(kernels):
             raise ValueError(f"channels ({channels}) must be divisible by the number of kernels ({len(kernels)})")
-        self.branches = nn.ModuleList(nn.Conv2d(in_channels, channels // len(kernels), k, padding=k // 2) for k in kernels)
-        self.fuse = nn.Sequential(nn.Conv2d(channels, channels, 7, padding=3), nn.PReLU(), nn.Conv2d(channels, channels, 7, padding=3))
+        self.branches = nn.ModuleList(
+            nn.Conv2d(in_channels, channels // len(kernels), k, padding=k // 2) for k in kernels
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(channels, channels, 7, padding=3), nn.PReLU(), nn.Conv2d(channels, channels, 7, padding=3)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))
@@ -78,8 +83,11 @@ class TextPriorSRBlock(nn.Module):
     def __init__(self, channels: int, prior_channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.Mish(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.Mish(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
         )
         self.gru_height = BidirectionalGRU2d(channels + prior_channels, channels)
         self.gru_width = BidirectionalGRU2d(channels, channels)
@@ -96,7 +104,9 @@ class LearnedTextPrior(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.PReLU(), nn.Conv2d(channels, channels, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(3, channels, 3, padding=1), nn.PReLU(), nn.Conv2d(channels, channels, 3, padding=1)
+        )
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr)
@@ -105,7 +115,9 @@ class LearnedTextPrior(nn.Module):
 def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer sinusoidal embedding of ``positions`` (N,) -> (N, dim)."""
     half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / max(half - 1, 1))
+    frequencies = torch.exp(
+        -math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / max(half - 1, 1)
+    )
     angles = positions.float()[:, None] * frequencies[None]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
@@ -115,8 +127,15 @@ class RecognizerTextPrior(nn.Module):
     class probabilities on the LR image (TATT's preprocessing) -> Linear + PReLU -> a transformer whose
     decoder queries are learned positions of a ``query_size`` map -> a (B, channels, h, w) prior."""
 
-    def __init__(self, channels: int, heads: int = 4, encoder_layers: int = 1, decoder_layers: int = 2,
-                 query_size: tuple[int, int] = (16, 64), recognizer_weights: str | None = None):
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 4,
+        encoder_layers: int = 1,
+        decoder_layers: int = 2,
+        query_size: tuple[int, int] = (16, 64),
+        recognizer_weights: str | None = None,
+    ):
         super().__init__()
         self.recognizer = CRNN()
         if recognizer_weights:
@@ -128,8 +147,9 @@ class RecognizerTextPrior(nn.Module):
         self.query_size = tuple(query_size)
         self.queries = nn.Parameter(torch.zeros(self.query_size[0] * self.query_size[1], channels))
         nn.init.normal_(self.queries, std=0.02)
-        self.transformer = nn.Transformer(channels, heads, encoder_layers, decoder_layers, dim_feedforward=2 * channels,
-                                          dropout=0.1, batch_first=True)
+        self.transformer = nn.Transformer(
+            channels, heads, encoder_layers, decoder_layers, dim_feedforward=2 * channels, dropout=0.1, batch_first=True
+        )
 
     def train(self, mode: bool = True) -> RecognizerTextPrior:
         super().train(mode)
@@ -139,7 +159,9 @@ class RecognizerTextPrior(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             probabilities = self.recognizer(preprocess(lr)).softmax(-1).permute(1, 0, 2)  # (B, T, 37)
-        tokens = self.embed(probabilities) + sinusoid(torch.arange(probabilities.shape[1], device=lr.device), self.queries.shape[1])
+        tokens = self.embed(probabilities) + sinusoid(
+            torch.arange(probabilities.shape[1], device=lr.device), self.queries.shape[1]
+        )
         queries = self.queries.unsqueeze(0).expand(lr.shape[0], -1, -1)
         prior = self.transformer(tokens, queries)  # (B, h0*w0, C)
         prior = prior.transpose(1, 2).reshape(lr.shape[0], -1, *self.query_size)
@@ -157,11 +179,17 @@ class TextRegionBlock(nn.Module):
         super().__init__()
         half = channels // 2
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(channels, half, 2 * scale, stride=scale, padding=scale // 2),
-            nn.Conv2d(half, half, 3, padding=1), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, padding=1),
+            nn.BatchNorm2d(half),
+            nn.ReLU(inplace=True),
             nn.ConvTranspose2d(half, half, 3, stride=1, padding=1),
-            nn.Conv2d(half, 1, 3, padding=1), nn.BatchNorm2d(1), nn.Sigmoid(),
+            nn.Conv2d(half, 1, 3, padding=1),
+            nn.BatchNorm2d(1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,17 +204,30 @@ class TextEnhancementModule(nn.Module):
     ``global_residual``: B_T = bicubic(LR) + the network's output (our choice; README).
     """
 
-    def __init__(self, channels: int = 64, blocks: int = 5, scale: int = 2, text_prior: str = "learned",
-                 recognizer_weights: str | None = None, global_residual: bool = True):
+    def __init__(
+        self,
+        channels: int = 64,
+        blocks: int = 5,
+        scale: int = 2,
+        text_prior: str = "learned",
+        recognizer_weights: str | None = None,
+        global_residual: bool = True,
+    ):
         super().__init__()
         if text_prior not in ("learned", "recognizer"):
             raise ValueError(f"text_prior must be 'learned' or 'recognizer', got {text_prior!r}")
         self.scale, self.global_residual = scale, global_residual
         self.inception = SampleInception(3, channels)
-        self.prior = LearnedTextPrior(channels) if text_prior == "learned" else RecognizerTextPrior(channels, recognizer_weights=recognizer_weights)
+        self.prior = (
+            LearnedTextPrior(channels)
+            if text_prior == "learned"
+            else RecognizerTextPrior(channels, recognizer_weights=recognizer_weights)
+        )
         self.blocks = nn.ModuleList(TextPriorSRBlock(channels, channels) for _ in range(blocks))
         self.body_tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
-        self.upsample = nn.Sequential(nn.Conv2d(channels, channels * scale**2, 3, padding=1), nn.PixelShuffle(scale), nn.Mish())
+        self.upsample = nn.Sequential(
+            nn.Conv2d(channels, channels * scale**2, 3, padding=1), nn.PixelShuffle(scale), nn.Mish()
+        )
         self.to_image = nn.Conv2d(channels, 3, 9, padding=4)
         if global_residual:  # start at the bicubic upsampling (our choice; README)
             nn.init.zeros_(self.to_image.weight)
@@ -263,8 +304,16 @@ class MaskGuidedUNet(nn.Module):
     (dilations 2/4/8/16), residual block. H and W must be multiples of ``2**(levels-1)``.
     """
 
-    def __init__(self, in_channels: int = 7, out_channels: int = 3, channels: int = 32, multipliers: tuple[int, ...] = CHANNEL_MULTIPLIERS,
-                 blocks_per_level: int = 1, dilations: tuple[int, ...] = (2, 4, 8, 16), dropout: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int = 7,
+        out_channels: int = 3,
+        channels: int = 32,
+        multipliers: tuple[int, ...] = CHANNEL_MULTIPLIERS,
+        blocks_per_level: int = 1,
+        dilations: tuple[int, ...] = (2, 4, 8, 16),
+        dropout: float = 0.1,
+    ):
         super().__init__()
         time_channels = 4 * channels
         widths = [channels * m for m in multipliers]
@@ -274,7 +323,12 @@ class MaskGuidedUNet(nn.Module):
         self.downsample = nn.ModuleList()
         previous = channels
         for level, width in enumerate(widths):
-            self.down.append(nn.ModuleList(TimeResidualBlock(previous if i == 0 else width, width, time_channels, dropout) for i in range(blocks_per_level)))
+            self.down.append(
+                nn.ModuleList(
+                    TimeResidualBlock(previous if i == 0 else width, width, time_channels, dropout)
+                    for i in range(blocks_per_level)
+                )
+            )
             previous = width
             if level < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
@@ -288,7 +342,12 @@ class MaskGuidedUNet(nn.Module):
             width = widths[level]
             if level < len(widths) - 1:
                 self.upsample.append(nn.ConvTranspose2d(previous, width, 4, stride=2, padding=1))
-            self.up.append(nn.ModuleList(TimeResidualBlock(2 * width if i == 0 else width, width, time_channels, dropout) for i in range(blocks_per_level)))
+            self.up.append(
+                nn.ModuleList(
+                    TimeResidualBlock(2 * width if i == 0 else width, width, time_channels, dropout)
+                    for i in range(blocks_per_level)
+                )
+            )
             previous = width
         self.head = nn.Sequential(nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
         nn.init.zeros_(self.head[1].weight)  # x̂0 = 0 at the start: the SR image starts as B_T (our choice; README)
@@ -306,7 +365,9 @@ class MaskGuidedUNet(nn.Module):
             if level < len(self.downsample):
                 x = self.downsample[level](x)
         x = self.middle_in(x, time)
-        x = self.mask_fuse(torch.cat([x, F.interpolate(mask, size=x.shape[-2:], mode="bilinear", align_corners=False)], dim=1))
+        x = self.mask_fuse(
+            torch.cat([x, F.interpolate(mask, size=x.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
+        )
         x = self.middle_out(self.gated(x), time)
         for index, blocks in enumerate(self.up):
             if index > 0:
@@ -362,7 +423,9 @@ class TextDiff(nn.Module):
         self.scale, self.timesteps, self.sample_steps, self.seed = scale, timesteps, sample_steps, seed
         self.tem = TextEnhancementModule(channels, blocks, scale, text_prior, recognizer_weights, global_residual)
         self.mrd = MaskGuidedUNet(7, 3, unet_channels, tuple(unet_multipliers), unet_blocks, tuple(dilations), dropout)
-        betas = torch.linspace(beta_start * 1000 / timesteps, beta_end * 1000 / timesteps, timesteps, dtype=torch.float64)
+        betas = torch.linspace(
+            beta_start * 1000 / timesteps, beta_end * 1000 / timesteps, timesteps, dtype=torch.float64
+        )
         betas = betas.clamp(max=0.999)  # the 1000/T scaling passes 1 for T < 21: keep ᾱ_t positive
         self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, 0).float(), persistent=False)
 
@@ -386,7 +449,9 @@ class TextDiff(nn.Module):
         return sorted({round(float(v)) for v in torch.linspace(self.timesteps - 1, 0, steps)}, reverse=True)
 
     @torch.no_grad()
-    def sample_residual(self, coarse: torch.Tensor, mask: torch.Tensor, steps: int | None = None, seed: int | None = None) -> torch.Tensor:
+    def sample_residual(
+        self, coarse: torch.Tensor, mask: torch.Tensor, steps: int | None = None, seed: int | None = None
+    ) -> torch.Tensor:
         """Deterministic DDIM (η = 0) with x0-prediction from seeded Gaussian noise (DocDiff's sampler;
         ``steps`` < T skips steps): x_{t'} = sqrt(ᾱ_{t'})·x̂0 + sqrt(1-ᾱ_{t'})·ε̂, ε̂ from x̂0; at t = 0 x̂0."""
         generator = torch.Generator(device=coarse.device).manual_seed(self.seed if seed is None else seed)
@@ -403,8 +468,14 @@ class TextDiff(nn.Module):
         return x0
 
     # ------------------------------------------------------------------------------ forward
-    def forward_train(self, lr: torch.Tensor, hr: torch.Tensor, diffusion: bool = True, detach_residual_target: bool = False,
-                      generator: torch.Generator | None = None) -> TextDiffOutput:
+    def forward_train(
+        self,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        diffusion: bool = True,
+        detach_residual_target: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> TextDiffOutput:
         """TEM on ``lr``; with ``diffusion``, the MRD's x0 prediction at a random t ~ U{0..T-1} (DocDiff's
         training step; the UNet sees B_T and B_M detached; the target HR - B_T is not, unless asked)."""
         coarse, mask = self.tem(lr)
@@ -428,15 +499,24 @@ class TextDiff(nn.Module):
         (B,3,scale·h,scale·w) in place of B_T; the mask B_M comes from the TEM's text-region block on ``lr``."""
         height, width = lr.shape[-2:]
         if coarse.shape[-2:] != (height * self.scale, width * self.scale):
-            raise ValueError(f"coarse SR must be {self.scale}x the LR size {height}x{width}, got {tuple(coarse.shape[-2:])}")
+            raise ValueError(
+                f"coarse SR must be {self.scale}x the LR size {height}x{width}, got {tuple(coarse.shape[-2:])}"
+            )
         lr = pad_to_multiple(lr, self.lr_multiple)
         coarse = pad_to_multiple(coarse, self.lr_multiple * self.scale)
         mask = self.tem.text_mask(lr)
         return crop_to((coarse + self.sample_residual(coarse, mask, steps)).clamp(0, 1), (height, width), self.scale)
 
 
-@register_model("textdiff", task="super_resolution", inputs=("lr",), scale=2, pad_multiple=4, params=5_132_363,
-                onnx_note="iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); exporting its networks separately is not supported")
+@register_model(
+    "textdiff",
+    task="super_resolution",
+    inputs=("lr",),
+    scale=2,
+    pad_multiple=4,
+    params=5_132_363,
+    onnx_note="iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); exporting its networks separately is not supported",
+)
 def textdiff(**kwargs) -> TextDiff:
     """TextDiff (2x scene-text SR: TEM + mask-guided residual diffusion; no official weights exist)."""
     return TextDiff(**kwargs)

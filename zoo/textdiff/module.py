@@ -17,6 +17,7 @@ Evaluation: PSNR and SSIM (Gaussian 11/1.5) on RGB against HR, ``psnr_identity``
 upsampling; with a recognizer (``tools/eval.py ... recognizer=crnn``) word accuracy of the SR output,
 of the bicubic upsampling (``accuracy_identity``) and of HR (``accuracy_hr``), TATT's counting.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,9 +25,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.common.module import RestorationModule
 from zoo.metrics import psnr, ssim
 from zoo.metrics.recognition import word_correct
+from zoo.training.module import RestorationModule
 
 STAGES = ("joint", "tem", "mrd")
 
@@ -40,6 +41,7 @@ def laplacian(x: torch.Tensor) -> torch.Tensor:
 
 def frequency_mse(prediction: torch.Tensor, target: torch.Tensor, weight: float, low: bool) -> torch.Tensor:
     """MSE + ``weight``·MSE of the high-pass (``low=False``) or low-pass (x - Lap(x)) parts."""
+
     def band(x: torch.Tensor) -> torch.Tensor:
         return x - laplacian(x) if low else laplacian(x)
 
@@ -68,8 +70,14 @@ class TextDiffModule(RestorationModule):
         super().__init__(model_name, net, **kwargs)
         if stage not in STAGES:
             raise ValueError(f"model.stage must be one of {STAGES}, got {stage!r}")
-        self.hparams.update(stage=stage, pixel_weight=pixel_weight, laplacian_weight=laplacian_weight, mask_weight=mask_weight,
-                            detach_residual_target=detach_residual_target, val_sample_steps=val_sample_steps)
+        self.hparams.update(
+            stage=stage,
+            pixel_weight=pixel_weight,
+            laplacian_weight=laplacian_weight,
+            mask_weight=mask_weight,
+            detach_residual_target=detach_residual_target,
+            val_sample_steps=val_sample_steps,
+        )
         if stage == "mrd":
             self.net.tem.requires_grad_(False)
         self.recognizer: list[torch.nn.Module] = []  # set by tools/eval.py (a list: not a submodule, not saved)
@@ -85,15 +93,25 @@ class TextDiffModule(RestorationModule):
             return None
         hp = self.hparams
         lr, hr = batch["lr"], batch["target"]
-        outputs = self.net.forward_train(lr, hr, diffusion=hp.stage != "tem", detach_residual_target=hp.detach_residual_target)
+        outputs = self.net.forward_train(
+            lr, hr, diffusion=hp.stage != "tem", detach_residual_target=hp.detach_residual_target
+        )
         losses = {}
         if hp.stage != "mrd":
-            losses["pixel"] = hp.pixel_weight / self.net.timesteps * frequency_mse(outputs.coarse.float(), hr.float(), hp.laplacian_weight, low=True)
+            losses["pixel"] = (
+                hp.pixel_weight
+                / self.net.timesteps
+                * frequency_mse(outputs.coarse.float(), hr.float(), hp.laplacian_weight, low=True)
+            )
             if hp.mask_weight:
                 with torch.autocast(device_type=lr.device.type, enabled=False):
-                    losses["mask"] = hp.mask_weight * F.binary_cross_entropy(outputs.mask.float(), text_mask(hr.float()))
+                    losses["mask"] = hp.mask_weight * F.binary_cross_entropy(
+                        outputs.mask.float(), text_mask(hr.float())
+                    )
         if outputs.residual is not None:
-            losses["diffusion"] = frequency_mse(outputs.residual.float(), outputs.residual_target.float(), hp.laplacian_weight, low=False)
+            losses["diffusion"] = frequency_mse(
+                outputs.residual.float(), outputs.residual_target.float(), hp.laplacian_weight, low=False
+            )
         loss = sum(losses.values())
         size = len(lr)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
@@ -110,9 +128,17 @@ class TextDiffModule(RestorationModule):
         return super().metric_names() + (["accuracy", "accuracy_identity", "accuracy_hr"] if self.recognizer else [])
 
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        scores = {"psnr": psnr(output, target), "ssim": ssim(output, target), "psnr_identity": psnr(batch["image"].float(), target)}
+        scores = {
+            "psnr": psnr(output, target),
+            "ssim": ssim(output, target),
+            "psnr_identity": psnr(batch["image"].float(), target),
+        }
         if self.recognizer and "text" in batch:
             recognizer = self.recognizer[0].to(output.device)
-            for name, images in (("accuracy", output), ("accuracy_identity", batch["image"].float()), ("accuracy_hr", target)):
+            for name, images in (
+                ("accuracy", output),
+                ("accuracy_identity", batch["image"].float()),
+                ("accuracy_hr", target),
+            ):
                 scores[name] = word_correct(recognizer.recognize(images), batch["text"]).to(output.device)
         return scores

@@ -1,5 +1,6 @@
 """One place for text-mask derivation (torch, numpy, cv2): dilation, and polygons rasterised into a
 mask. Masks are float {0,1}, 1 = text (to erase)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Tiled inference with blended overlaps, for images larger than memory allows (torch only)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,7 +28,12 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool, device: t
 
 @torch.no_grad()
 def tiled_forward(
-    fn: Callable[..., torch.Tensor], image: torch.Tensor, mask: torch.Tensor | None = None, tile: int = 512, overlap: int = 32, scale: int = 1
+    fn: Callable[..., torch.Tensor],
+    image: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    tile: int = 512,
+    overlap: int = 32,
+    scale: int = 1,
 ) -> torch.Tensor:
     """Run ``fn(image_tile, mask_tile)`` over overlapping tiles and blend the outputs.
 
@@ -42,7 +48,9 @@ def tiled_forward(
     output = weight_sum = None
     for y in ys:
         for x in xs:
-            out = fn(image[..., y : y + h, x : x + w], None if mask is None else mask[..., y : y + h, x : x + w]).float()
+            out = fn(
+                image[..., y : y + h, x : x + w], None if mask is None else mask[..., y : y + h, x : x + w]
+            ).float()
             if output is None:
                 output = image.new_zeros(batch, out.shape[1], height * scale, width * scale, dtype=torch.float32)
                 weight_sum = image.new_zeros(1, 1, height * scale, width * scale, dtype=torch.float32)

@@ -1,5 +1,6 @@
 """Image I/O shared by the tools, the metrics and the datamodules (the data package imports it from
 here; the model package never imports the data package)."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,9 @@ def list_images(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
             if path.stem in found:
-                raise InputError(f"two images share the stem {path.stem!r} in {folder}: {found[path.stem].name}, {path.name}")
+                raise InputError(
+                    f"two images share the stem {path.stem!r} in {folder}: {found[path.stem].name}, {path.name}"
+                )
             found[path.stem] = path
     return found
 

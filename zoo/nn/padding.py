@@ -3,6 +3,7 @@
 Networks with strided stages need H and W divisible by their total stride; the eval forwards pad the
 bottom and right edges, run, and crop the output back (times the model's scale for super-resolution).
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@
 Both are functions of (step, total steps), recomputed from the current run's length: a resumed run
 with a larger ``max_steps`` stretches the remaining schedule instead of failing.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,19 +45,29 @@ def lr_factor(config: dict[str, Any], total_steps: int) -> Callable[[int], float
     if name == "cosine":
         warmup = int(config.get("warmup_steps", 0))
         floor = float(config.get("min_lr_ratio", 0.01))
-        return lambda step: (step + 1) / warmup if step < warmup else _cosine_between(1.0, floor, (step - warmup) / max(1, total_steps - warmup))
+        return lambda step: (
+            (step + 1) / warmup
+            if step < warmup
+            else _cosine_between(1.0, floor, (step - warmup) / max(1, total_steps - warmup))
+        )
     if name == "onecycle":
         rise = max(1, int(float(config.get("pct_start", 0.05)) * total_steps))
         initial = 1.0 / float(config.get("div_factor", 25.0))
         final = initial / float(config.get("final_div_factor", 1e4))
-        return lambda step: _cosine_between(initial, 1.0, step / rise) if step < rise else _cosine_between(1.0, final, (step - rise) / max(1, total_steps - rise))
+        return lambda step: (
+            _cosine_between(initial, 1.0, step / rise)
+            if step < rise
+            else _cosine_between(1.0, final, (step - rise) / max(1, total_steps - rise))
+        )
     if name == "linear":
         start = int(float(config.get("decay_start", 0.5)) * total_steps)
         return lambda step: 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, total_steps - start))
     raise ValueError(f"scheduler.name must be cosine, onecycle, linear or constant, got {name!r}")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: int) -> dict[str, Any] | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: dict[str, Any] | None, total_steps: int
+) -> dict[str, Any] | None:
     """A Lightning ``lr_scheduler`` dict stepping every optimizer step, or ``None`` for a constant lr."""
     config = dict(config or {})
     if config.get("name", "constant").lower() in ("constant", "none"):

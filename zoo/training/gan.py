@@ -11,6 +11,7 @@ DDP: the discriminator's backward leaves the generator's parameters without grad
 so DDP needs ``find_unused_parameters`` (the GAN zoo configs set ``ddp_find_unused_parameters: true``,
 read by ``trainer=ddp``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.common.module import RestorationModule
-from zoo.common.optim import build_optimizer, build_scheduler
+from zoo.training.module import RestorationModule
+from zoo.training.optim import build_optimizer, build_scheduler
 
 
 def step_uncounted(optimizer: Any) -> None:
@@ -66,7 +67,9 @@ class AdversarialModule(RestorationModule):
         super().__init__(model_name, net, **kwargs)
         self.automatic_optimization = False
         self.hparams.update(
-            discriminator=dict(discriminator or {}), discriminator_optimizer=discriminator_optimizer, gradient_clip=gradient_clip,
+            discriminator=dict(discriminator or {}),
+            discriminator_optimizer=discriminator_optimizer,
+            gradient_clip=gradient_clip,
             gan_start_step=gan_start_step,
         )
         self.discriminator = self.build_discriminator(**self.hparams.discriminator)
@@ -147,7 +150,9 @@ class AdversarialModule(RestorationModule):
     def configure_optimizers(self) -> Any:
         total = self.trainer.estimated_stepping_batches
         opt_g = build_optimizer(self.net.parameters(), self.hparams.optimizer)
-        opt_d = build_optimizer(self.discriminator.parameters(), self.hparams.discriminator_optimizer or self.hparams.optimizer)
+        opt_d = build_optimizer(
+            self.discriminator.parameters(), self.hparams.discriminator_optimizer or self.hparams.optimizer
+        )
         optimizers = [opt_g, opt_d, *self.extra_optimizers()]
         schedulers = [build_scheduler(opt, self.hparams.scheduler, total) for opt in (opt_g, opt_d)]
         if schedulers[0] is None:

@@ -1,5 +1,6 @@
 """Fonts for rendering text (synthetic text data, STE's synthesizer): Pillow's built-in scalable font
 plus any .ttf/.otf/.ttc files a user points at."""
+
 from __future__ import annotations
 
 import functools

@@ -12,6 +12,7 @@ under DDP all processes hold the same metrics and synchronise them in the same o
 whichever sets their share of the samples contains: the numbers are those of one process (when the
 distributed sampler does not pad: a split divisible by the number of processes).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,10 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import MeanMetric
 
 import zoo
-from zoo.common.ema import make_ema_copy, update_ema
-from zoo.common.images import save_image
-from zoo.common.optim import build_optimizer, build_scheduler
+from zoo.imaging.images import save_image
 from zoo.metrics import psnr, ssim
+from zoo.training.ema import make_ema_copy, update_ema
+from zoo.training.optim import build_optimizer, build_scheduler
 
 METRICS = ("psnr", "ssim", "psnr_identity")
 
@@ -48,7 +49,9 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def sample_grid(batch: dict[str, Any], output: torch.Tensor, max_rows: int, indices: list[int] | None = None) -> torch.Tensor:
+def sample_grid(
+    batch: dict[str, Any], output: torch.Tensor, max_rows: int, indices: list[int] | None = None
+) -> torch.Tensor:
     """Rows of ``input | output | target | mask`` (the columns that exist) for the samples ``indices``
     (default: all), at most ``max_rows``, as one (3,H',W') image."""
     rows = []
@@ -78,11 +81,22 @@ class RestorationModule(L.LightningModule):
         sample_rows: int = 4,
     ):
         super().__init__()
-        self.save_hyperparameters(to_plain(dict(
-            model_name=model_name, net=net or {}, pretrained=pretrained, optimizer=optimizer or {"name": "adamw", "lr": 1e-4},
-            scheduler=scheduler or {"name": "constant"}, ema_decay=ema_decay, ema_every=ema_every, ema_start=ema_start,
-            sample_rows=sample_rows,
-        )), logger=False)
+        self.save_hyperparameters(
+            to_plain(
+                dict(
+                    model_name=model_name,
+                    net=net or {},
+                    pretrained=pretrained,
+                    optimizer=optimizer or {"name": "adamw", "lr": 1e-4},
+                    scheduler=scheduler or {"name": "constant"},
+                    ema_decay=ema_decay,
+                    ema_every=ema_every,
+                    ema_start=ema_start,
+                    sample_rows=sample_rows,
+                )
+            ),
+            logger=False,
+        )
         self.net = zoo.create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
         self.metrics = torch.nn.ModuleDict()  # created at setup (module docstring), keys in _metric_keys
@@ -90,7 +104,9 @@ class RestorationModule(L.LightningModule):
         self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
         self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
         self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
-        self.scorers: dict[str, Any] = {}  # set by tools/eval.py: name -> scorer (update(output, target, image, mask, names, boxes=), compute())
+        self.scorers: dict[
+            str, Any
+        ] = {}  # set by tools/eval.py: name -> scorer (update(output, target, image, mask, names, boxes=), compute())
 
     # ------------------------------------------------------------------ inference
     @property
@@ -118,7 +134,9 @@ class RestorationModule(L.LightningModule):
         for split in {"fit": ("val",), "validate": ("val",), "test": ("test",)}.get(stage, ()):
             sets = list(datamodule.eval_sets(split)) if hasattr(datamodule, "eval_sets") else []
             self._eval_sets[split] = sets
-            for parts in [(split, name) for name in self.metric_names()] + [(split, s, name) for s in sets for name in self.metric_names()]:
+            for parts in [(split, name) for name in self.metric_names()] + [
+                (split, s, name) for s in sets for name in self.metric_names()
+            ]:
                 if parts not in self._metric_keys:
                     key = "__".join(parts).replace(".", "_")  # ModuleDict keys cannot hold dots
                     self.metrics[key] = MeanMetric().to(self.device)
@@ -138,7 +156,11 @@ class RestorationModule(L.LightningModule):
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Per-image metrics of fp32 outputs in [0,1], ``psnr_identity`` the input's (families with another
         protocol override this; the names are :meth:`metric_names`)."""
-        return {"psnr": psnr(output, target), "ssim": ssim(output, target), "psnr_identity": psnr(batch["image"].float(), target)}
+        return {
+            "psnr": psnr(output, target),
+            "ssim": ssim(output, target),
+            "psnr_identity": psnr(batch["image"].float(), target),
+        }
 
     def _metric(self, *parts: str) -> MeanMetric:
         """The running mean of (stage, [set,] name), created at setup."""
@@ -166,7 +188,14 @@ class RestorationModule(L.LightningModule):
             self._log_samples(batch, output, stage)
         if stage == "test" and "target" in batch:
             for scorer in self.scorers.values():
-                scorer.update(output, batch["target"], batch["image"], batch.get("mask"), batch.get("name"), boxes=batch.get("boxes"))
+                scorer.update(
+                    output,
+                    batch["target"],
+                    batch["image"],
+                    batch.get("mask"),
+                    batch.get("name"),
+                    boxes=batch.get("boxes"),
+                )
         if stage == "test" and self.save_dir is not None:  # images/[<set>/]<name>.png (names are stems, may hold dots)
             for i, (name, image) in enumerate(zip(batch["name"], output)):
                 save_image(image, self.save_dir / (sets[i] if sets else "") / f"{name}.png")
@@ -204,13 +233,17 @@ class RestorationModule(L.LightningModule):
             if set_name in self._grids:
                 continue
             self._grids.add(set_name)
-            grid = sample_grid(batch, output, self.hparams.sample_rows, [i for i, s in enumerate(sets) if s == set_name])
+            grid = sample_grid(
+                batch, output, self.hparams.sample_rows, [i for i, s in enumerate(sets) if s == set_name]
+            )
             tag = f"{stage}_{set_name}" if set_name else stage
             save_image(grid, Path(self.trainer.default_root_dir) / "samples" / f"{tag}_step{self.global_step:07d}.png")
             for logger in self.loggers:
                 experiment = getattr(logger, "experiment", None)
                 if hasattr(experiment, "add_image"):
-                    experiment.add_image(f"{stage}/samples" + (f"/{set_name}" if set_name else ""), grid.clamp(0, 1), self.global_step)
+                    experiment.add_image(
+                        f"{stage}/samples" + (f"/{set_name}" if set_name else ""), grid.clamp(0, 1), self.global_step
+                    )
 
     # ------------------------------------------------------------------- training
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:

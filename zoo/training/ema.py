@@ -1,4 +1,5 @@
 """Exponential moving average of the generator's weights (BasicSR's ``net_g_ema``)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Loss pieces shared by several families."""
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,13 @@ class VGGFeatureLoss(nn.Module):
         """Read the VGG16 weights into the layers (downloading them once when ``weights`` is None)."""
         state = load_vgg16_state(self.weights)
         count = len(self.features)
-        self.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < count})
+        self.features.load_state_dict(
+            {
+                k[len("features.") :]: v
+                for k, v in state.items()
+                if k.startswith("features.") and int(k.split(".")[1]) < count
+            }
+        )
         self.loaded = True
 
     def extract(self, image: torch.Tensor) -> list[torch.Tensor]:

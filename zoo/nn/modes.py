@@ -1,4 +1,5 @@
 """Eval mode for a call made from anywhere, training included (torch only)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

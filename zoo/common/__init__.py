@@ -1,1 +1,0 @@
-"""Pieces shared by every model family's training code (Lightning side)."""

@@ -1,0 +1,1 @@
+"""Images, masks and fonts: reading and writing files, rasterising and growing masks, colours."""
