@@ -8,7 +8,7 @@ Imports torch and the zoo's model files only (no Lightning, no Hydra).
 
 from zoo import create_model as _create_model
 from zoo import list_models as _list_models
-from zoo.registry import get_entry as _get_entry
+from zoo.registry import registration as _registration
 
 dependencies = ["torch", "safetensors", "yaml", "numpy", "cv2"]  # cv2: CRAFT's box post-processing
 
@@ -17,11 +17,11 @@ def _make_entrypoint(name: str):
     def entrypoint(pretrained=False, progress=True, **kwargs):
         return _create_model(name, pretrained=pretrained, progress=progress, **kwargs)
 
-    entry = _get_entry(name)
+    entry = _registration(name)
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__doc__ = (
         f"{(entry.builder.__doc__ or name).strip()}\n\n"
-        f"pretrained: False, True (default tag {entry.default_tag!r}), a manifest tag, a URL or a local file\n"
+        f"pretrained: False, True (default tag {entry.info.default_tag!r}), a manifest tag, a URL or a local file\n"
         "(official release, exported safetensors or Lightning checkpoint). kwargs override architecture arguments."
     )
     return entrypoint

@@ -164,17 +164,17 @@ def make_inputs(
     ``size`` HR of a training step); recognizers a (B,1,32,``size``) crop."""
     info = zoo.model_info(name)
     generator = torch.Generator().manual_seed(0)
-    side = size // info["scale"]
+    side = size // info.scale
     conditions: dict[str, torch.Tensor] = {}
-    if info["task"] == "recognition":  # grey 32-px-high word crops, ``size`` wide
+    if info.task == "recognition":  # grey 32-px-high word crops, ``size`` wide
         image = torch.rand(batch, 1, 32, size, generator=generator)
     else:
         image = torch.rand(batch, 3, side, side, generator=generator)
-    if info["task"] == "super_resolution":  # the HR a training step needs (forward_train(lr, hr))
+    if info.task == "super_resolution":  # the HR a training step needs (forward_train(lr, hr))
         conditions["hr"] = torch.rand(batch, 3, size, size, generator=generator)
-    if "mask" in info["inputs"]:
+    if "mask" in info.inputs:
         conditions["mask"] = (torch.rand(batch, 1, side, side, generator=generator) > 0.8).float()
-    if "degradation" in info["inputs"]:
+    if "degradation" in info.inputs:
         conditions["degradation"] = torch.arange(batch) % 5
     if mode == "channels_last":
         image = image.contiguous(memory_format=torch.channels_last)

@@ -62,15 +62,15 @@ def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> li
     for column in ("name", "task", "inputs", "scale", "params", "onnx", "weights"):
         table.add_column(column, justify="right" if column in ("scale", "params") else "left")
     for info in infos:
-        inputs = ", ".join(f"{n}?" if n in info["optional"] else n for n in info["inputs"])
-        tags = ", ".join(f"{t}*" if t == info["default_tag"] else t for t in info["tags"]) or "-"
+        inputs = ", ".join(f"{n}?" if n in info.optional else n for n in info.inputs)
+        tags = ", ".join(f"{t}*" if t == info.default_tag else t for t in info.tags) or "-"
         table.add_row(
-            info["name"],
-            info["task"],
+            info.name,
+            info.task,
             inputs,
-            f"{info['scale']}x",
-            f"{info['params']:,}",
-            "yes" if info["onnx"] else "no",
+            f"{info.scale}x",
+            f"{info.params:,}",
+            "yes" if info.onnx else "no",
             tags,
         )
     console = Console(width=max(Console().width, 110))
@@ -79,9 +79,9 @@ def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> li
         "input?: optional; tag*: the default weights (pretrained=True); onnx: rezoo export --format onnx", markup=False
     )
     for info in infos:
-        if not info["onnx"]:
+        if not info.onnx:
             console.print(
-                f"no onnx: {info['name']}: {info['onnx_note'] or 'not supported'}", markup=False, soft_wrap=True
+                f"no onnx: {info.name}: {info.onnx_note or 'not supported'}", markup=False, soft_wrap=True
             )
     return infos
 

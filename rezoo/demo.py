@@ -124,11 +124,11 @@ class Demo:
 
     @property
     def takes_mask(self) -> bool:
-        return "mask" in self.info["inputs"]
+        return "mask" in self.info.inputs
 
     @property
     def needs_mask(self) -> bool:
-        return "mask" in self.info["inputs"] and "mask" not in self.info["optional"]
+        return "mask" in self.info.inputs and "mask" not in self.info.optional
 
     def check_size(self, image: torch.Tensor, tile: int) -> None:
         height, width = image.shape[-2:]
@@ -171,7 +171,7 @@ class Demo:
                 f"the tile size must be larger than the overlap ({self.predictor.overlap} px), or 0 for no tiling"
             )
         self.check_size(image, tile)
-        task = self.info["task"]
+        task = self.info.task
         if task == "recognition":
             return (self.predictor.model.recognize(image.to(self.predictor.device))[0],)
         if task == "text_detection":
@@ -187,13 +187,13 @@ class Demo:
             output = output * mask + image * (1 - mask)
         before = (
             F.interpolate(image, size=output.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-            if self.info["scale"] > 1
+            if self.info.scale > 1
             else image
         )
         return self._save(before, output)
 
     def _save(self, before: torch.Tensor, after: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray], str]:
-        path = self.out_dir / f"{self.info['name']}-{next(self._counter):04d}.png"
+        path = self.out_dir / f"{self.info.name}-{next(self._counter):04d}.png"
         save_image(after[0], path)
         return (to_uint8(before), to_uint8(after)), str(path)
 
@@ -247,11 +247,11 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
     (and ``find_text`` for models that take a mask)."""
     gr = require_extra("gradio", "demo", "rezoo demo")
     info = demo.info
-    task, name = info["task"], info["name"]
+    task, name = info.task, info.name
     with gr.Blocks(title=f"rezoo: {name}", analytics_enabled=False) as app:
-        scale = f", {info['scale']}x" if info["scale"] > 1 else ""
+        scale = f", {info.scale}x" if info.scale > 1 else ""
         gr.Markdown(
-            f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info['params']:,} parameters · weights: {weights_label or 'default'}"
+            f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info.params:,} parameters · weights: {weights_label or 'default'}"
         )
         inputs: list[Any] = []
         with gr.Row():
@@ -287,9 +287,9 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
                         elem_id="image",
                     )
                     inputs += [image_in]
-                if "degradation" in info["inputs"]:
+                if "degradation" in info.inputs:
                     blind = (
-                        "degradation" in info["optional"] and getattr(demo.predictor.model, "sensor", None) is not None
+                        "degradation" in info.optional and getattr(demo.predictor.model, "sensor", None) is not None
                     )  # PIP's sensor=True
                     choices = ([BLIND] if blind else []) + demo.degradations()
                     inputs.append(gr.Dropdown(choices, value=choices[0], label="degradation", elem_id="degradation"))
@@ -333,7 +333,7 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
         keys = ["image", "mask", "degradation", "tile", "dilation"]
         names = keys[:2] if demo.takes_mask else keys[:1]
         names += (
-            (["degradation"] if "degradation" in info["inputs"] else [])
+            (["degradation"] if "degradation" in info.inputs else [])
             + ["tile"]
             + (["dilation"] if demo.takes_mask else [])
         )
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo demo") -> None:
     kwargs = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     predictor = Predictor(args.model, args.weights, args.device, args.precision, args.tile, args.overlap, **kwargs)
     demo = Demo(predictor, args.max_pixels, args.detector_weights)
-    app = build_app(demo, args.weights or zoo.model_info(args.model)["default_tag"] or "")
+    app = build_app(demo, args.weights or zoo.model_info(args.model).default_tag or "")
     print(f"rezoo demo: {args.model} on http://{args.host}:{args.port} (Ctrl+C to stop)")
     launch(app, args.host, args.port, block=True, allowed=[demo.out_dir])
 

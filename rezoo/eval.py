@@ -54,7 +54,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                 f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model"
             )
         weights = cfg.recognizer_weights or bool(
-            zoo.model_info(cfg.recognizer)["default_tag"]
+            zoo.model_info(cfg.recognizer).default_tag
         )  # easyocr_en: its released weights
         module.recognizer = [zoo.create_model(cfg.recognizer, pretrained=weights).eval()]
         if not weights:

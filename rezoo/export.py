@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 import zoo
 from zoo import weights
 from zoo.errors import UserError, WeightsError
-from zoo.registry import get_entry
+from zoo.registry import registration
 from zoo.weights import SAFETENSORS_METADATA_KEY, load_state_dict_strict, read_checkpoint, sha256_file
 
 FORMATS = ("safetensors", "onnx")
@@ -137,7 +137,7 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
     """(inputs, outputs, notes) of the exported graph of model ``name``, following ``zoo.model_info``."""
     info = zoo.model_info(name)
     notes = []
-    if info["task"] == "recognition":
+    if info.task == "recognition":
         channels = model.cnn.conv0.in_channels
         inputs = [
             TensorSpec(
@@ -157,8 +157,8 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
         ]
         return inputs, outputs, notes
     inputs = [TensorSpec("image", ["batch", 3, "height", "width"], "float32", "[0,1] RGB")]
-    for condition in info["inputs"][1:]:
-        if condition == "mask" and condition in info["optional"]:
+    for condition in info.conditions:
+        if condition == "mask" and condition in info.optional:
             notes.append(
                 "the mask is optional in PyTorch: the graph is the image-only forward (the network predicts its own text region; "
                 "to use a known mask, composite outside the graph: output * mask + image * (1 - mask))"
@@ -184,7 +184,7 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
             )
         else:
             raise ExportError(f"{name}: no ONNX input representation for the condition {condition!r}")
-    scale = info["scale"]
+    scale = info.scale
     size = ["height", "width"] if scale == 1 else [f"height*{scale}", f"width*{scale}"]
     outputs = [TensorSpec("output", ["batch", 3, *size], "float32", "[0,1] RGB")]
     return inputs, outputs, notes
@@ -297,7 +297,7 @@ def export_onnx(
         )
     else:
         name = model_name
-        path = weights.resolve_pretrained(name, source, get_entry(name).default_tag)
+        path = weights.resolve_pretrained(name, source, zoo.model_info(name).default_tag)
         ckpt = read_checkpoint(path, use_ema=use_ema)
         tag = tag or (source if weights.manifest_entry(name, source) is not None else "custom")
     if ckpt.model_name not in (None, name):
@@ -305,10 +305,10 @@ def export_onnx(
             f"{path} holds weights of {ckpt.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {ckpt.model_name}"
         )
     info = zoo.model_info(name)
-    if not info["onnx"]:
-        raise ExportError(f"{name} cannot be exported to ONNX: {info['onnx_note'] or 'not supported'}")
+    if not info.onnx:
+        raise ExportError(f"{name} cannot be exported to ONNX: {info.onnx_note or 'not supported'}")
     model = (
-        weights.load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, get_entry(name).remap, source=str(path))
+        weights.load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, registration(name).remap, source=str(path))
         .float()
         .eval()
     )
@@ -316,7 +316,7 @@ def export_onnx(
     wrapper = EvalForward(model, tuple(spec.name for spec in inputs[1:])).eval()
     generator = torch.Generator().manual_seed(0)
     batch, height, width = EXAMPLE_SIZE
-    recognition = info["task"] == "recognition"
+    recognition = info.task == "recognition"
     checks = [(32, w) for _, w in CHECK_SIZES] if recognition else list(CHECK_SIZES)
     args = tuple(spec.example(batch, height, width, generator) for spec in inputs)
 

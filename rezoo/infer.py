@@ -155,16 +155,16 @@ def parse_degradation(value: str | None) -> int | None:
 
 def check_arguments(args: argparse.Namespace, info: dict[str, Any]) -> None:
     """The conditions given on the command line against what the model takes (``zoo.model_info``)."""
-    conditions = info["inputs"][1:]
+    conditions = info.conditions
     if args.mask is not None and "mask" not in conditions:
-        raise InputError(f"--mask is not an input of {args.model} (it takes {', '.join(info['inputs'])})")
+        raise InputError(f"--mask is not an input of {args.model} (it takes {', '.join(info.inputs)})")
     if args.degradation is not None and "degradation" not in conditions:
-        raise InputError(f"--degradation is for restoration models; {args.model} takes {', '.join(info['inputs'])}")
-    if args.refine is not None and (info["task"] != "super_resolution" or args.tile):
+        raise InputError(f"--degradation is for restoration models; {args.model} takes {', '.join(info.inputs)}")
+    if args.refine is not None and (info.task != "super_resolution" or args.tile):
         raise InputError(
             f"--refine is for super-resolution models with a refiner (textdiff), without --tile; got {args.model}"
         )
-    if "mask" in conditions and "mask" not in info["optional"] and args.mask is None:
+    if "mask" in conditions and "mask" not in info.optional and args.mask is None:
         raise InputError(
             f"{args.model} erases the text inside a mask: give --mask <file or folder> (white = text to erase), or --mask auto"
         )
@@ -228,7 +228,7 @@ class Predictor:
 
         tile = self.tile if tile is None else tile
         return (
-            tiled_forward(run, image, mask, tile, self.overlap, scale=self.info["scale"]) if tile else run(image, mask)
+            tiled_forward(run, image, mask, tile, self.overlap, scale=self.info.scale) if tile else run(image, mask)
         )
 
 
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
         raise InputError(f"--refine: {args.model} has no refiner (model.refine)")
     degradation = parse_degradation(args.degradation)
     args.out.mkdir(parents=True, exist_ok=True)
-    if info["task"] == "recognition":
+    if info.task == "recognition":
         return [recognize_all(model, inputs, args.out / "recognized.txt", args.device)]
     finder = (
         TextFinder(args.device, args.detector_weights, args.recognizer, args.recognizer_weights)
@@ -329,16 +329,16 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
         coarse_path = find_partner(args.refine, image_path, "refine")
         if coarse_path is not None:
             coarse = to_tensor(read_image(coarse_path, "RGB"))[None].to(args.device)
-            expected = (image.shape[-2] * info["scale"], image.shape[-1] * info["scale"])
+            expected = (image.shape[-2] * info.scale, image.shape[-1] * info.scale)
             if coarse.shape[-2:] != expected:
                 raise InputError(
-                    f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; {image_path} needs {expected[1]}x{expected[0]} ({info['scale']}x)"
+                    f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; {image_path} needs {expected[1]}x{expected[0]} ({info.scale}x)"
                 )
             with torch.no_grad():
                 output = model.refine(image, coarse)
         else:
             output = predictor(image, mask, degradation)
-            if info["task"] == "text_removal" and mask is not None and not args.no_paste:
+            if info.task == "text_removal" and mask is not None and not args.no_paste:
                 mask = mask.to(output.device)
                 output = output * mask + image * (1 - mask)
         target = args.out / f"{image_path.stem}.png"

@@ -104,8 +104,8 @@ def pair_files(
 
 def load_detector(name: str, weights: str | None = None) -> torch.nn.Module:
     """A registered text detector (``craft``) with ``weights`` (default: its default tag), in eval mode."""
-    if zoo.model_info(name)["task"] != "text_detection":
-        detectors = [n for n in zoo.list_models() if zoo.model_info(n)["task"] == "text_detection"]
+    if zoo.model_info(name).task != "text_detection":
+        detectors = [n for n in zoo.list_models() if zoo.model_info(n).task == "text_detection"]
         raise InputError(f"--detector {name} is not a text detector; choose one of {', '.join(detectors)}")
     return zoo.create_model(name, pretrained=weights or True).eval()
 

@@ -66,19 +66,19 @@ TINY_NETS = {
     "craft": {},  # VGG16-BN fixed by the released weights; fast enough at test sizes
     "gramsr": {"base_model": GRAMSR_BASE, "dino_model": GRAMSR_DINO},  # a random-init tiny base from configs
 }
-# Models whose frozen base comes by argument (``model_info(name)["base"]``): the kwargs of the released
+# Models whose frozen base comes by argument (``model_info(name).base``): the kwargs of the released
 # configuration, built without weights on the meta device to check the declared ``params`` (their own weights).
 RELEASED_BASES = {"gramsr": {"base_model": SD21_BASE, "dino_model": DINOV3_VITB16}}
 
 
 IMAGE_MODELS = [
-    name for name in zoo.list_models() if zoo.model_info(name)["task"] not in ("recognition", "text_detection")
+    name for name in zoo.list_models() if zoo.model_info(name).task not in ("recognition", "text_detection")
 ]  # image in, image out
 
 
 def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """An input of model ``name`` and the keyword conditions ``zoo.model_info(name)`` says it takes."""
-    inputs = zoo.model_info(name)["inputs"]
+    inputs = zoo.model_info(name).inputs
     image = torch.rand(batch, 3, height, width)
     conditions = {}
     if "mask" in inputs:

@@ -73,7 +73,7 @@ PAIRS = sorted(
 def test_zoo_and_data_instantiate(zoo_name, data_name, paired_folder, tmp_path):
     data = [f"data={data_name}", *data_root_overrides(data_name, tmp_path, paired_folder)] if data_name else []
     base = (
-        ["profile=quick"] if zoo.model_info(zoo_name)["base"] else []
+        ["profile=quick"] if zoo.model_info(zoo_name).base else []
     )  # a frozen base by argument (GramSR): the quick random stack
     cfg = compose_train([f"zoo={zoo_name}", f"run_dir={tmp_path}", *base, *data])
     datamodule = instantiate(cfg.data)

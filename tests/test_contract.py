@@ -31,33 +31,33 @@ def test_every_registered_model_has_a_tiny_test_configuration():
 @pytest.mark.parametrize("name", MODELS)
 def test_model_info_is_a_plain_description(name):
     info = zoo.model_info(name)
-    assert info["task"] in TASKS and info["inputs"][0] in ("image", "lr") and info["scale"] >= 1
-    assert set(info["optional"]) <= set(info["inputs"][1:]) and info["pad_multiple"] >= 1
-    assert isinstance(info["composites"], bool) and info["tags"] == tuple(load_manifest().get(name, {}))
-    assert info["default_tag"] in (None, *info["tags"])
-    if info["base"]:  # a frozen base by argument: params counts the model's own weights (its state_dict) when released
+    assert info.task in TASKS and info.inputs[0] in ("image", "lr") and info.scale >= 1
+    assert set(info.optional) <= set(info.inputs[1:]) and info.pad_multiple >= 1
+    assert isinstance(info.composites, bool) and info.tags == tuple(load_manifest().get(name, {}))
+    assert info.default_tag in (None, *info.tags)
+    if info.base:  # a frozen base by argument: params counts the model's own weights (its state_dict) when released
         with torch.device("meta"):  # the released configuration, without allocating it
             model = zoo.create_model(name, **RELEASED_BASES[name])
-        assert info["params"] == sum(t.numel() for t in model.state_dict().values())
+        assert info.params == sum(t.numel() for t in model.state_dict().values())
     else:
-        assert info["params"] == sum(p.numel() for p in zoo.create_model(name).parameters())
+        assert info.params == sum(p.numel() for p in zoo.create_model(name).parameters())
 
 
 def test_model_info_of_the_families():
     assert (
-        zoo.model_info("deeperaser")["inputs"] == ("image", "mask") and not zoo.model_info("deeperaser")["composites"]
+        zoo.model_info("deeperaser").inputs == ("image", "mask") and not zoo.model_info("deeperaser").composites
     )
-    assert zoo.model_info("garnet")["composites"] and zoo.model_info("garnet")["pad_multiple"] == 32
-    assert zoo.model_info("ste")["optional"] == ("mask",)
+    assert zoo.model_info("garnet").composites and zoo.model_info("garnet").pad_multiple == 32
+    assert zoo.model_info("ste").optional == ("mask",)
     for name in ("pip", "pip_nafnet"):
-        assert zoo.model_info(name)["task"] == "restoration" and zoo.model_info(name)["inputs"] == (
+        assert zoo.model_info(name).task == "restoration" and zoo.model_info(name).inputs == (
             "image",
             "degradation",
         )
-    assert zoo.model_info("pip")["params"] == 27_429_510  # the released PIP-Restormer
-    assert zoo.model_info("textdiff")["task"] == "super_resolution" and zoo.model_info("textdiff")["scale"] == 2
+    assert zoo.model_info("pip").params == 27_429_510  # the released PIP-Restormer
+    assert zoo.model_info("textdiff").task == "super_resolution" and zoo.model_info("textdiff").scale == 2
     assert (
-        zoo.model_info("crnn")["task"] == "recognition" and zoo.model_info("crnn")["params"] == 8_331_301
+        zoo.model_info("crnn").task == "recognition" and zoo.model_info("crnn").params == 8_331_301
     )  # meijieru/crnn.pytorch
 
 
@@ -77,7 +77,7 @@ def test_conditions_are_keywords_and_any_size_works(name, size):
     image, conditions = tiny_inputs(name, *size, batch=2)
     with torch.no_grad():
         output = model(image, **conditions)
-    scale = zoo.model_info(name)["scale"]
+    scale = zoo.model_info(name).scale
     assert output.shape == (2, 3, size[0] * scale, size[1] * scale) and 0 <= output.min() and output.max() <= 1
     if "mask" in conditions:  # the mask stays accepted positionally
         with torch.no_grad():
@@ -90,7 +90,7 @@ def test_forward_train_returns_a_typed_output(name):
     image, conditions = tiny_inputs(name, 64, 64)
     accepted = inspect.signature(model.forward_train).parameters  # STE's eraser predicts its own mask
     if "hr" in accepted:  # super-resolution trains on (LR, HR) pairs
-        conditions["hr"] = torch.rand(1, 3, 64 * zoo.model_info(name)["scale"], 64 * zoo.model_info(name)["scale"])
+        conditions["hr"] = torch.rand(1, 3, 64 * zoo.model_info(name).scale, 64 * zoo.model_info(name).scale)
     output = model.forward_train(image, **{k: v for k, v in conditions.items() if k in accepted})
     assert dataclasses.is_dataclass(output), type(output)
 
@@ -159,5 +159,5 @@ def test_rezoo_list_prints_every_model():
     for name in MODELS:
         info = zoo.model_info(name)
         row = next(line for line in result.stdout.splitlines() if f" {name} " in line)
-        assert info["task"] in row and f"{info['scale']}x" in row and f"{info['params']:,}" in row
-        assert all(tag in row for tag in info["tags"])
+        assert info.task in row and f"{info.scale}x" in row and f"{info.params:,}" in row
+        assert all(tag in row for tag in info.tags)

@@ -67,9 +67,9 @@ def test_state_dict_and_parameter_count_are_the_official_ones(model):
         1,
         1,
     )
-    assert sum(p.numel() for p in model.parameters()) == zoo.model_info("craft")["params"] == 20_770_466
+    assert sum(p.numel() for p in model.parameters()) == zoo.model_info("craft").params == 20_770_466
     info = zoo.model_info("craft")
-    assert info["task"] == "text_detection" and info["inputs"] == ("image",) and info["default_tag"] == "mlt_25k"
+    assert info.task == "text_detection" and info.inputs == ("image",) and info.default_tag == "mlt_25k"
 
 
 @pytest.mark.parametrize(("size", "scores"), [((64, 96), (32, 48)), ((37, 53), (18, 26))])
@@ -307,7 +307,7 @@ def test_pretrained_resolves_to_the_installed_package_without_network(tmp_path, 
 
     monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used"))
-    path = weights.resolve_pretrained("craft", True, zoo.model_info("craft")["default_tag"])
+    path = weights.resolve_pretrained("craft", True, zoo.model_info("craft").default_tag)
     assert path.samefile(f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth") and not (tmp_path / "cache").exists()
 
 

@@ -64,9 +64,9 @@ def test_state_dict_keys_are_the_official_ones():
 
 
 def test_parameter_count_is_the_registered_one():
-    assert sum(p.numel() for p in CRNN().parameters()) == zoo.model_info("crnn")["params"] == 8_331_301
+    assert sum(p.numel() for p in CRNN().parameters()) == zoo.model_info("crnn").params == 8_331_301
     info = zoo.model_info("crnn")
-    assert info["task"] == "recognition" and info["inputs"] == ("image",)
+    assert info.task == "recognition" and info.inputs == ("image",)
 
 
 @pytest.mark.parametrize("counters", [True, False], ids=["current", "pre-0.4.1 file without num_batches_tracked"])

@@ -57,9 +57,9 @@ def test_state_dict_parameter_count_and_characters():
         97,
         256,
     )
-    assert sum(p.numel() for p in model.parameters()) == zoo.model_info("easyocr_en")["params"] == 3_781_345
+    assert sum(p.numel() for p in model.parameters()) == zoo.model_info("easyocr_en").params == 3_781_345
     info = zoo.model_info("easyocr_en")
-    assert info["task"] == "recognition" and info["inputs"] == ("image",) and info["default_tag"] == "english_g2"
+    assert info.task == "recognition" and info.inputs == ("image",) and info.default_tag == "english_g2"
     # EasyOCR config.py english_g2: digits, the 32 ASCII punctuation marks, space, euro, A-Z, a-z; class 0 is the blank
     assert len(CHARACTERS) == 96 == len(set(CHARACTERS)) and CHARACTERS[:10] == "0123456789"
     assert CHARACTERS[42:44] == " €" and CHARACTERS[44:] == "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -423,5 +423,5 @@ def test_released_configuration_sizes():
         1024,
         1024,
     )
-    assert model.hr_multiple == 64 and zoo.model_info("gramsr")["pad_multiple"] == 64 // 4
-    assert zoo.model_info("gramsr")["params"] == sum(v.numel() for v in model.state_dict().values()) == 14_004_192
+    assert model.hr_multiple == 64 and zoo.model_info("gramsr").pad_multiple == 64 // 4
+    assert zoo.model_info("gramsr").params == sum(v.numel() for v in model.state_dict().values()) == 14_004_192

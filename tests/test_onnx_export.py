@@ -233,7 +233,7 @@ def test_list_has_an_onnx_column_and_the_reasons(capsys):
     out = capsys.readouterr().out
     assert " onnx " in out
     for info in infos:
-        assert info["onnx"] or f"no onnx: {info['name']}: " in out
-    exportable = {info["name"] for info in infos if info["onnx"]}
+        assert info.onnx or f"no onnx: {info.name}: " in out
+    exportable = {info.name for info in infos if info.onnx}
     assert {"deeperaser", "garnet", "ste", "pip", "pip_nafnet", "crnn"} <= exportable and "textdiff" not in exportable
     assert "no onnx: textdiff: iterative diffusion sampler" in out

@@ -386,12 +386,12 @@ def test_eval_forward_under_bf16_autocast_keeps_the_input_dtype(name):
     image, conditions = tiny_inputs(name, 32, 32)  # bf16 on a CPU without native bf16 is slow
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         output = model(image, **conditions)
-    scale = zoo.model_info(name)["scale"]
+    scale = zoo.model_info(name).scale
     assert (
         output.dtype == torch.float32
         and output.shape == (1, 3, 32 * scale, 32 * scale)
         and torch.isfinite(output).all()
     )
-    if zoo.model_info(name)["composites"]:  # pasted into the input outside the mask (DeepEraser is not)
+    if zoo.model_info(name).composites:  # pasted into the input outside the mask (DeepEraser is not)
         outside = conditions["mask"][0, 0] == 0
         assert torch.equal(output[..., outside], image[..., outside])

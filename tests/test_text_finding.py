@@ -141,7 +141,7 @@ def test_released_craft_and_easyocr_read_a_road_sign(tmp_path):
     assert sum(word in words for word in WORDS) >= 4, words
     for word, box in boxes.items():  # every word is inside one detected box
         assert any(box_region(d, (160, 360), margin=4)[box_region(box, (160, 360))].mean() > 0.9 for d in found), word
-    assert zoo.model_info("craft")["task"] == "text_detection"
+    assert zoo.model_info("craft").task == "text_detection"
 
 
 @pytest.mark.weights

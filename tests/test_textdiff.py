@@ -31,9 +31,9 @@ class ConstantDenoiser(torch.nn.Module):
 def test_default_configuration_and_registry():
     model = zoo.create_model("textdiff")
     info = zoo.model_info("textdiff")
-    assert info["task"] == "super_resolution" and info["inputs"] == ("lr",) and info["scale"] == 2
-    assert sum(p.numel() for p in model.parameters()) == info["params"]
-    assert len(model.tem.blocks) == 5 and model.timesteps == 100 and model.lr_multiple == info["pad_multiple"]
+    assert info.task == "super_resolution" and info.inputs == ("lr",) and info.scale == 2
+    assert sum(p.numel() for p in model.parameters()) == info.params
+    assert len(model.tem.blocks) == 5 and model.timesteps == 100 and model.lr_multiple == info.pad_multiple
     assert [m.conv.dilation[0] for m in model.mrd.gated] == [2, 4, 8, 16]
 
 

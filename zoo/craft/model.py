@@ -429,6 +429,7 @@ class CRAFT(nn.Module):
     inputs=("image",),
     params=20_770_466,
     default_tag="mlt_25k",
+    detector=True,
     onnx_note="the network exports, but rezoo export has no text-detection signature yet (its box post-processing is NumPy/OpenCV)",
 )
 def craft(**kwargs) -> CRAFT:

@@ -256,7 +256,13 @@ class DeepEraser(nn.Module):
 
 
 @register_model(
-    "deeperaser", task="text_removal", inputs=("image", "mask"), params=1_438_512, default_tag="scut_enstext", onnx=True
+    "deeperaser",
+    task="text_removal",
+    inputs=("image", "mask"),
+    params=1_438_512,
+    default_tag="scut_enstext",
+    train_forward=True,
+    onnx=True,
 )
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""

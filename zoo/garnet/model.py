@@ -299,6 +299,7 @@ class PatchDiscriminator(nn.Module):
     composites=True,
     params=12_399_909,
     default_tag="scut_enstext_synthtext",
+    train_forward=True,
     onnx=True,
 )
 def garnet(**kwargs) -> GaRNet:

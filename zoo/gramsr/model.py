@@ -688,6 +688,7 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
     scale=4,
     pad_multiple=16,
     params=14_004_192,
+    train_forward=True,
     base=("base_model", "dino_model"),
     read_folder=read_release,
     onnx_note="a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; not exported",

@@ -621,8 +621,11 @@ class PIPNAFNet(PIPBase):
     task="restoration",
     inputs=("image", "degradation"),
     optional=("degradation",),
+    condition_values={"degradation": DEGRADATIONS},
     pad_multiple=8,
     params=27_429_510,
+    blind_flag="sensor",
+    train_forward=True,
     onnx=True,
 )
 def pip(**kwargs: Any) -> PIPRestormer:
@@ -636,8 +639,11 @@ def pip(**kwargs: Any) -> PIPRestormer:
     task="restoration",
     inputs=("image", "degradation"),
     optional=("degradation",),
+    condition_values={"degradation": DEGRADATIONS},
     pad_multiple=16,
     params=31_102_223,
+    blind_flag="sensor",
+    train_forward=True,
     onnx=True,
 )
 def pip_nafnet(**kwargs: Any) -> PIPNAFNet:

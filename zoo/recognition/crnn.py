@@ -179,7 +179,16 @@ class CRNN(nn.Module):
 
 
 @register_model(
-    "crnn", task="recognition", inputs=("image",), params=8_331_301, remap=fill_batchnorm_counters, onnx=True
+    "crnn",
+    task="recognition",
+    inputs=("image",),
+    params=8_331_301,
+    recognizer=True,
+    input_channels=1,
+    input_height=INPUT_HEIGHT,
+    alphabet=ALPHABET,
+    remap=fill_batchnorm_counters,
+    onnx=True,
 )
 def crnn(**kwargs) -> CRNN:
     """CRNN text recognizer (Shi et al. 2016; 8,331,301 parameters with the default arguments)."""

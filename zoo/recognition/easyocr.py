@@ -230,6 +230,10 @@ class EasyOCRRecognizer(nn.Module):
     inputs=("image",),
     params=3_781_345,
     default_tag="english_g2",
+    recognizer=True,
+    input_channels=1,
+    input_height=INPUT_HEIGHT,
+    alphabet=CHARACTERS,
     onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: no exporter gives a dynamic-width graph",
 )
 def easyocr_en(**kwargs) -> EasyOCRRecognizer:

@@ -314,6 +314,7 @@ class STEDiscriminator(nn.Module):
     composites=True,
     params=19_737_615,
     default_tag="posterase",
+    train_forward=True,
     onnx=True,
 )
 def ste(**kwargs) -> STEEraser:

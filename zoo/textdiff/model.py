@@ -515,6 +515,9 @@ class TextDiff(nn.Module):
     scale=2,
     pad_multiple=4,
     params=5_132_363,
+    train_forward=True,
+    refiner=True,
+    sampler=True,
     onnx_note="iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); exporting its networks separately is not supported",
 )
 def textdiff(**kwargs) -> TextDiff:

@@ -1,0 +1,97 @@
+"""Building models: names, descriptions, example inputs, and models with weights (timm's ``_factory.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo import weights
+from zoo.errors import WeightsError
+from zoo.registry import ModelInfo, registered_names, registration, with_tags
+
+__all__ = ["create_model", "example_inputs", "list_models", "load_weights", "model_info", "read_pretrained"]
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern``; with ``pretrained=True`` only those
+    with weights in the manifest."""
+    names = registered_names(pattern)
+    if pretrained:
+        manifest = weights.load_manifest()
+        names = [name for name in names if manifest.get(name)]
+    return names
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`~zoo.registry.ModelInfo` of model ``name``, with its manifest tags."""
+    return with_tags(registration(name).info, tuple(weights.load_manifest().get(name, {})))
+
+
+def example_inputs(
+    name: str, batch: int = 1, size: int = 64, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``(image, conditions)`` that ``model(image, **conditions)`` accepts, random: an image of side ``size``
+    (super-resolution: the LR at ``size // scale``; recognizers: a crop ``input_height`` px high, ``size`` wide),
+    a text mask, degradation classes (every required and optional condition)."""
+    info = model_info(name)
+    if info.input_height is not None:
+        shape = (batch, info.input_channels, info.input_height, size)
+    else:
+        side = size // info.scale
+        shape = (batch, info.input_channels, side, side)
+    image = torch.rand(shape, generator=generator)
+    conditions: dict[str, Any] = {}
+    for condition in info.conditions:
+        if condition == "mask":
+            conditions["mask"] = (torch.rand(batch, 1, *shape[2:], generator=generator) > 0.8).float()
+        elif condition in info.condition_values:
+            conditions[condition] = torch.arange(batch) % len(info.condition_values[condition])
+        else:
+            raise ValueError(f"{name}: no example for the condition {condition!r}")
+    return image, conditions
+
+
+def read_pretrained(name: str, pretrained: bool | str | Path, progress: bool = True) -> tuple[Path, weights.Checkpoint]:
+    """Resolve ``pretrained`` (True: the default tag; a manifest tag, a URL, a file in any supported format, or
+    for a family whose official release is several files, a folder of them) to a local path and read it."""
+    entry = registration(name)
+    folder = Path(str(pretrained)).expanduser()
+    if entry.read_folder is not None and pretrained is not True and folder.is_dir():
+        return folder, entry.read_folder(folder)
+    spec = pretrained if pretrained is True else str(pretrained)
+    path = weights.resolve_pretrained(name, spec, entry.info.default_tag, progress)
+    checkpoint = weights.read_checkpoint(path)
+    if checkpoint.model_name not in (None, name):
+        raise WeightsError(
+            f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}: "
+            f"pass weights of {name!r} or use --model {checkpoint.model_name}"
+        )
+    return path, checkpoint
+
+
+def load_weights(
+    model: torch.nn.Module, name: str, pretrained: bool | str | Path, progress: bool = True
+) -> torch.nn.Module:
+    """Load ``pretrained`` (True, a manifest tag, a URL or a path in any supported format) into ``model``."""
+    path, checkpoint = read_pretrained(name, pretrained, progress)
+    return weights.load_weights(model, checkpoint, registration(name).remap, source=str(path))
+
+
+def create_model(
+    name: str, pretrained: bool | str | Path = False, progress: bool = True, **kwargs: Any
+) -> torch.nn.Module:
+    """Build a registered model, optionally with weights.
+
+    ``pretrained``: ``False``; ``True`` (the model's default tag); a manifest tag; a URL; or a local
+    file (official release, exported safetensors or a Lightning checkpoint; detected automatically);
+    for a family whose release is several files (GramSR), also a folder of them.
+    Architecture kwargs recorded in an exported or Lightning file are used unless overridden here.
+    """
+    entry = registration(name)
+    if pretrained is False or pretrained is None:
+        return entry.builder(**kwargs)
+    path, checkpoint = read_pretrained(name, pretrained, progress)
+    model = entry.builder(**{**checkpoint.model_kwargs, **kwargs})
+    return weights.load_weights(model, checkpoint, entry.remap, source=str(path))
