@@ -35,7 +35,7 @@ for name in models:
         if time.perf_counter() - start > budget:
             print(f"{name}: time budget spent, skipping {task}/{mode}/{size}")
             continue
-        argv = ["--model", name, "--task", task, "--mode", mode, "--size", str(size), "--batch", "8", "--warmup", "3", "--repeats", "10", "--out", str(out)]
+        argv = ["--model", name, "--task", task, "--mode", mode, "--size", str(size), "--batch", "8", "--warmup", "3", "--repeats", "10", "--json", str(out)]
         try:
             bench(argv)
         except torch.cuda.OutOfMemoryError as error:

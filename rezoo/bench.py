@@ -1,7 +1,7 @@
 """Speed and memory benchmark of a zoo model.
 
     rezoo bench --model deeperaser --size 256 --batch 1 --mode eager --task forward
-    rezoo bench --model deeperaser --size 256 --mode channels_last --out benchmarks/deeperaser_cpu.json
+    rezoo bench --model deeperaser --size 256 --mode channels_last --json benchmarks/deeperaser_cpu.json
     rezoo bench --model deeperaser --size 256 --reference /path/to/DeepEraser/model.py:DeepEraser \
         --reference-kwargs '{"test_mode": true}' --compare   # ours vs the official code, interleaved
     rezoo bench --model garnet --size 512 --reference /path/to/garnet/CODE/model.py:GaRNet \
@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 import zoo
+from rezoo.flags import add_device_option, add_model_options, architecture_kwargs
 
 MODES = ("eager", "channels_last", "bf16", "compile")
 
@@ -159,23 +160,14 @@ REFERENCE_INPUTS = {"image_mask": lambda net: net, "concat": ConcatInput, "image
 def make_inputs(
     name: str, batch: int, size: int, device: str, mode: str
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A random input of model ``name`` and its conditions (``zoo.model_info``): a text mask, degradation
-    classes; super-resolution models get a ``size / scale`` input, so every output is ``size`` (and the
-    ``size`` HR of a training step); recognizers a (B,1,32,``size``) crop."""
+    """``zoo.example_inputs`` of model ``name`` (super-resolution: a ``size / scale`` input, so every output is
+    ``size``; recognizers a crop of their height, ``size`` wide) and, for super-resolution, the ``size`` HR a
+    training step takes (``forward_train(lr, hr)``)."""
     info = zoo.model_info(name)
     generator = torch.Generator().manual_seed(0)
-    side = size // info.scale
-    conditions: dict[str, torch.Tensor] = {}
-    if info.task == "recognition":  # grey 32-px-high word crops, ``size`` wide
-        image = torch.rand(batch, 1, 32, size, generator=generator)
-    else:
-        image = torch.rand(batch, 3, side, side, generator=generator)
-    if info.task == "super_resolution":  # the HR a training step needs (forward_train(lr, hr))
+    image, conditions = zoo.example_inputs(name, batch, size, generator=generator)
+    if info.task == "super_resolution":
         conditions["hr"] = torch.rand(batch, 3, size, size, generator=generator)
-    if "mask" in info.inputs:
-        conditions["mask"] = (torch.rand(batch, 1, side, side, generator=generator) > 0.8).float()
-    if "degradation" in info.inputs:
-        conditions["degradation"] = torch.arange(batch) % 5
     if mode == "channels_last":
         image = image.contiguous(memory_format=torch.channels_last)
         conditions = {
@@ -190,6 +182,7 @@ def make_step(
     """One timed unit of work (a forward, or a training step) of ``model`` in ``args.mode``. Ours takes
     its conditions as keywords; a reference (``reference_kwargs`` not None) positionally, after the image."""
     device, mode = args.device, args.mode
+    info = zoo.model_info(args.model)
     model = model.to(device)
     if mode == "channels_last":
         for tensor in [
@@ -199,14 +192,20 @@ def make_step(
             if tensor.dim() == 4:
                 tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     image, conditions = make_inputs(args.model, args.batch, args.size, device, mode)
+    if reference_kwargs is not None:  # the official code: the conditions positionally, after the image
+        conditions = {k: v for k, v in conditions.items() if k in info.conditions}
+        train_forward = model.forward
 
-    def call(function: Callable[..., Any]) -> Any:
-        if reference_kwargs is None:  # forward_train takes the conditions it uses (STE's predicts its own mask)
-            accepted = inspect.signature(
-                function.forward if isinstance(function, torch.nn.Module) else function
-            ).parameters
-            return function(image, **{k: v for k, v in conditions.items() if k in accepted})
-        return function(image, *conditions.values(), **reference_kwargs)
+        def call(function: Callable[..., Any]) -> Any:
+            return function(image, *conditions.values(), **reference_kwargs)
+
+    else:  # forward_train takes the conditions it uses (STE's predicts its own mask; SR's takes the HR)
+        train_forward = model.forward_train if info.train_forward else model.forward
+        takes = info.conditions if args.task == "forward" else inspect.signature(train_forward).parameters
+        conditions = {k: v for k, v in conditions.items() if k in takes}
+
+        def call(function: Callable[..., Any]) -> Any:
+            return function(image, **conditions)
 
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=mode == "bf16")
     if args.task == "forward":
@@ -224,8 +223,7 @@ def make_step(
         return step
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
-    forward = getattr(model, "forward_train", model.forward)
-    runner = torch.compile(forward) if mode == "compile" else forward
+    runner = torch.compile(train_forward) if mode == "compile" else train_forward
 
     def train_step() -> None:
         with autocast:
@@ -299,7 +297,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--table", type=Path, default=None, help="print a markdown table of a results file and exit")
-    parser.add_argument("--model", choices=zoo.list_models())
+    add_model_options(parser, required=False, weights_help="--task sampling: the trained weights (a run's checkpoint)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--mode", choices=MODES, default="eager")
@@ -309,7 +307,6 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         default="forward",
         help="sampling (diffusion models): time and score the full and the fast sampler on a run's validation set",
     )
-    parser.add_argument("--weights", default=None, help="--task sampling: the trained weights (a run's checkpoint)")
     parser.add_argument(
         "--data-config",
         type=Path,
@@ -317,13 +314,12 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         help="--task sampling: the run's config.yaml, whose data section gives the validation set",
     )
     parser.add_argument("--fast-steps", type=int, default=10, help="--task sampling: steps of the fast sampler")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_option(parser)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--reference", default=None, help="file.py:Class of another implementation to time instead")
     parser.add_argument("--reference-kwargs", default="{}", help="JSON kwargs for the reference forward call")
-    parser.add_argument("--model-kwargs", default="{}", help='JSON architecture kwargs, e.g. {"inference_size": null}')
     parser.add_argument("--reference-init", default="{}", help="JSON kwargs for the reference constructor")
     parser.add_argument(
         "--reference-input",
@@ -334,7 +330,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
     parser.add_argument(
         "--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights"
     )
-    parser.add_argument("--out", type=Path, default=None, help="append the JSON record to this file (a JSON list)")
+    parser.add_argument("--json", type=Path, default=None, help="append the JSON records to this file (a JSON list)")
     args = parser.parse_args(argv)
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
@@ -345,7 +341,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.task == "sampling":
-        return save_records(sampling_records(args), args.out)
+        return save_records(sampling_records(args), args.json)
     steps, models = {}, {}
     if args.reference:
         models["reference"] = reference = load_reference(args.reference, json.loads(args.reference_init))
@@ -353,7 +349,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
             REFERENCE_INPUTS[args.reference_input](reference), args, json.loads(args.reference_kwargs)
         )
     if not args.reference or args.compare:
-        models["rezoo"] = ours = zoo.create_model(args.model, **json.loads(args.model_kwargs))
+        models["rezoo"] = ours = zoo.create_model(args.model, **architecture_kwargs(args.set))
         if args.reference:  # same weights as the reference (its key names are the official ones)
             zoo.load_weights(ours, args.model, _save_state(reference), progress=False)
         steps = {"rezoo": make_step(ours, args), **steps}
@@ -371,7 +367,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
     }
     records = [{"implementation": name, **common, **result} for name, result in time_steps(steps, models, args).items()]
-    return save_records(records, args.out)
+    return save_records(records, args.json)
 
 
 def save_records(records: list[dict], out: Path | None) -> dict | list[dict]:
@@ -399,9 +395,9 @@ def sampling_records(args: argparse.Namespace) -> list[dict]:
 
     if not args.weights or not args.data_config:
         raise UserError("--task sampling needs --weights <checkpoint> and --data-config <run>/config.yaml")
-    model = zoo.create_model(args.model, pretrained=args.weights).eval().to(args.device)
-    if not hasattr(model, "sample_residual"):
+    if not zoo.model_info(args.model).sampler:
         raise UserError(f"--task sampling is for diffusion models; {args.model} has no sampler")
+    model = zoo.create_model(args.model, pretrained=args.weights).eval().to(args.device)
     datamodule = instantiate(OmegaConf.load(args.data_config).data)
     datamodule.setup("validate")
     batches = [

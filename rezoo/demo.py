@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from rezoo.infer import PRECISIONS, Predictor, TextFinder, _parse_value, read_mask
+from rezoo.flags import add_model_options, add_run_options, architecture_kwargs
+from rezoo.predictor import Predictor, TextFinder, read_mask
 from zoo.errors import InputError, UserError, require_extra
 from zoo.imaging.images import save_image, to_tensor
 from zoo.imaging.masks import dilate_mask
@@ -58,14 +59,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo demo") -> argpa
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", required=True, choices=zoo.list_models())
-    parser.add_argument("--weights", default=None, help="manifest tag, file or URL (default: the model's default tag)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32")
-    parser.add_argument(
-        "--tile", type=int, default=0, help="tile size for large images (0: whole image; the page can change it)"
-    )
-    parser.add_argument("--overlap", type=int, default=32)
+    add_model_options(parser)
+    add_run_options(parser, tile_help="tile size for large images (0: whole image; the page can change it)")
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image (H*W) run without tiling"
     )
@@ -76,7 +71,6 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo demo") -> argpa
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="architecture kwargs, e.g. iters=4")
     return parser.parse_args(argv)
 
 
@@ -106,7 +100,7 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
 
 
 class Demo:
-    """The page's callbacks over a :class:`~rezoo.infer.Predictor`; raise :class:`InputError` with the
+    """The page's callbacks over a :class:`~rezoo.predictor.Predictor`; raise :class:`InputError` with the
     message the page shows."""
 
     def __init__(
@@ -124,18 +118,19 @@ class Demo:
 
     @property
     def takes_mask(self) -> bool:
-        return "mask" in self.info.inputs
+        return "mask" in self.info.conditions
 
     @property
     def needs_mask(self) -> bool:
-        return "mask" in self.info.inputs and "mask" not in self.info.optional
+        return "mask" in self.info.required
 
     def check_size(self, image: torch.Tensor, tile: int) -> None:
         height, width = image.shape[-2:]
         if not tile and height * width > self.max_pixels:
             raise InputError(
-                f"the image is {width}x{height} ({height * width:,} pixels); without tiling this demo runs at most {self.max_pixels:,} "
-                "pixels: set a tile size under Options (e.g. 512), or restart it with --tile 512 or a higher --max-pixels"
+                f"the image is {width}x{height} ({height * width:,} pixels); without tiling this demo runs at most "
+                f"{self.max_pixels:,} pixels: set a tile size under Options (e.g. 512), or restart it with --tile 512 "
+                "or a higher --max-pixels"
             )
 
     def inputs_of(self, image_value: Any, mask_file: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -171,20 +166,20 @@ class Demo:
                 f"the tile size must be larger than the overlap ({self.predictor.overlap} px), or 0 for no tiling"
             )
         self.check_size(image, tile)
-        task = self.info.task
-        if task == "recognition":
+        if self.info.recognizer:
             return (self.predictor.model.recognize(image.to(self.predictor.device))[0],)
-        if task == "text_detection":
+        if self.info.detector:
             return self._save(image, self.draw_boxes(image))
         if self.needs_mask and mask is None:
             raise InputError("no mask: draw over the text to erase with the brush, or upload a mask (white = text)")
-        level = None if degradation in (None, BLIND) else self.degradations().index(degradation)
-        mask = (
-            None if mask is None else dilate_mask(mask, int(dilation or 0))
-        )  # the model erases the grown mask, as infer does
-        output = self.predictor(image, mask, level, tile).cpu()
-        if task == "text_removal" and mask is not None:
-            output = output * mask + image * (1 - mask)
+        conditions: dict[str, Any] = {}
+        if degradation not in (None, BLIND):
+            conditions["degradation"] = self.degradations().index(degradation)
+        if mask is not None:  # the model erases the grown mask, as infer does
+            mask = dilate_mask(mask, int(dilation or 0))
+            conditions["mask"] = mask
+        output = self.predictor(image, conditions, tile).cpu()
+        output = self.predictor.keep_outside(output, image, mask, tiled=bool(tile))
         before = (
             F.interpolate(image, size=output.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
             if self.info.scale > 1
@@ -198,9 +193,8 @@ class Demo:
         return (to_uint8(before), to_uint8(after)), str(path)
 
     def degradations(self) -> list[str]:
-        from zoo.pip.model import DEGRADATIONS
-
-        return list(DEGRADATIONS)
+        """The degradation classes the model takes, by name (``ModelInfo.condition_values``)."""
+        return list(self.info.condition_values.get("degradation", ()))
 
     def finder(self) -> TextFinder:
         if self._finder is None:
@@ -251,7 +245,8 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
     with gr.Blocks(title=f"rezoo: {name}", analytics_enabled=False) as app:
         scale = f", {info.scale}x" if info.scale > 1 else ""
         gr.Markdown(
-            f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info.params:,} parameters · weights: {weights_label or 'default'}"
+            f"## rezoo · {name}\n{task.replace('_', ' ')}{scale} · {info.params:,} parameters · "
+            f"weights: {weights_label or 'default'}"
         )
         inputs: list[Any] = []
         with gr.Row():
@@ -288,10 +283,7 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
                     )
                     inputs += [image_in]
                 if "degradation" in info.inputs:
-                    blind = (
-                        "degradation" in info.optional and getattr(demo.predictor.model, "sensor", None) is not None
-                    )  # PIP's sensor=True
-                    choices = ([BLIND] if blind else []) + demo.degradations()
+                    choices = ([BLIND] if demo.predictor.blind else []) + demo.degradations()
                     inputs.append(gr.Dropdown(choices, value=choices[0], label="degradation", elem_id="degradation"))
                 with gr.Accordion("Options", open=False):
                     inputs.append(
@@ -310,7 +302,8 @@ def build_app(demo: Demo, weights_label: str = "") -> Any:
                                 32,
                                 value=0,
                                 step=1,
-                                label="mask dilation (px): grow the mask before erasing; the output replaces the input inside it",
+                                label="mask dilation (px): grow the mask before erasing; "
+                                "the output replaces the input inside it",
                                 elem_id="dilation",
                             )
                         )
@@ -372,7 +365,7 @@ def launch(
 def main(argv: list[str] | None = None, prog: str = "rezoo demo") -> None:
     args = parse_args(argv, prog)
     require_extra("gradio", "demo", "rezoo demo")
-    kwargs = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    kwargs = architecture_kwargs(args.set)
     predictor = Predictor(args.model, args.weights, args.device, args.precision, args.tile, args.overlap, **kwargs)
     demo = Demo(predictor, args.max_pixels, args.detector_weights)
     app = build_app(demo, args.weights or zoo.model_info(args.model).default_tag or "")

@@ -1,9 +1,9 @@
 """Score erased images against ground truth with a text-removal protocol (folder vs folder).
 
-    rezoo score --pred outputs/ --gt SCUT-EnsText/test/all_labels --protocol erasenet --out scores.json
-    rezoo score --pred outputs/ --gt .../all_labels --protocol garnet --gts .../all_gts --out scores.json
+    rezoo score --pred outputs/ --gt SCUT-EnsText/test/all_labels --protocol erasenet --json scores.json
+    rezoo score --pred outputs/ --gt .../all_labels --protocol garnet --gts .../all_gts --json scores.json
     rezoo score ... --fid [--fid-weights pt_inception-2015-12-05-6726825d.pth]
-    rezoo score --pred outputs/ --gt .../all_labels --gts .../all_gts --detector craft --out scores.json
+    rezoo score --pred outputs/ --gt .../all_labels --gts .../all_gts --detector craft --json scores.json
 
 Files are paired by name (stem); unpaired sets are refused with the list of what is missing.
 ``erasenet``: both images resized like the EraseNet script (short side to 512, PIL bicubic), then
@@ -17,7 +17,7 @@ output at its stored size and its words are matched to the ``--gts`` polygons (D
 GaRNet's tables; ``--det-rule iou``): ``det_precision``, ``det_recall``, ``det_fmeasure``, lower is
 better. Writes the means, the count and per-image scores.
 
-    rezoo score --pred results/RealSR/ --gt RealSRVal_crop128/test_HR --protocol realsr --out scores.json
+    rezoo score --pred results/RealSR/ --gt RealSRVal_crop128/test_HR --protocol realsr --json scores.json
     rezoo score ... --protocol realsr --metrics psnr,ssim,lpips,dists,niqe,musiq,maniqa,clipiqa,fid
 
 ``realsr``: real-world SR as the field's tables (pyiqa's conventions, zoo/metrics/realsr.py), at the stored
@@ -44,6 +44,8 @@ import torch
 import zoo  # torchvision compat first
 from datamodules.base import list_images, read_image, to_tensor
 from datamodules.text_removal import center_square, read_polygon_file
+from rezoo.flags import add_device_option
+from rezoo.predictor import load_detector
 from zoo.errors import InputError
 from zoo.imaging.masks import rasterize
 from zoo.metrics.detection import DetectionScore
@@ -85,7 +87,7 @@ def pair_files(
     found = {}
     for key, folder in folders.items():
         if not folder.is_dir():
-            raise SystemExit(f"--{key}: {folder} is not a folder")
+            raise InputError(f"--{key}: {folder} is not a folder (give the folder of the {key} images)")
         found[key] = (
             {p.stem: p for p in folder.iterdir() if p.suffix == ".txt"} if key == "gts" else list_images(folder)
         )
@@ -96,18 +98,12 @@ def pair_files(
         if stems - set(files)
     ]
     if problems:
-        raise SystemExit("unpaired files:\n  " + "\n  ".join(problems))
+        raise InputError(
+            "unpaired files (outputs and ground truth pair by file stem):\n  " + "\n  ".join(problems)
+        )
     if not stems:
-        raise SystemExit(f"no images in {pred_dir} and {gt_dir}")
+        raise InputError(f"no images in --pred {pred_dir} and --gt {gt_dir}")
     return sorted(stems), found
-
-
-def load_detector(name: str, weights: str | None = None) -> torch.nn.Module:
-    """A registered text detector (``craft``) with ``weights`` (default: its default tag), in eval mode."""
-    if zoo.model_info(name).task != "text_detection":
-        detectors = [n for n in zoo.list_models() if zoo.model_info(n).task == "text_detection"]
-        raise InputError(f"--detector {name} is not a text detector; choose one of {', '.join(detectors)}")
-    return zoo.create_model(name, pretrained=weights or True).eval()
 
 
 def realsr_score(args: argparse.Namespace) -> dict:
@@ -116,13 +112,12 @@ def realsr_score(args: argparse.Namespace) -> dict:
 
     metrics = parse_metrics(args.metrics) + (["fid"] if args.fid else [])
     stems, files = pair_files(args.pred, args.gt, {})
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     scorer = RealSRScorer(
         metrics,
         args.lpips_weights,
         args.dists_weights,
         args.fid_weights,
-        device=device,
+        device=args.device,
         strict=args.metrics is not None,
     )
     for stem in stems:
@@ -164,8 +159,9 @@ def score(args: argparse.Namespace) -> dict:
         gt_native, pred_native = read_image(files["gt"][stem]), read_image(files["pred"][stem])
         pred, gt = resize(pred_native), resize(gt_native)
         if pred.shape != gt.shape:
-            raise SystemExit(
-                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} after resizing, {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}"
+            raise InputError(
+                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} after resizing, "
+                f"{files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: outputs must keep their input's aspect ratio"
             )
         polygons = read_polygon_file(files["gts"][stem]) if "gts" in files else None
         mask = None
@@ -211,7 +207,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
     parser.add_argument("--pred", type=Path, required=True, help="folder of erased images")
     parser.add_argument("--gt", type=Path, required=True, help="folder of ground-truth images (same names)")
     parser.add_argument("--protocol", choices=SCORE_PROTOCOLS, default="erasenet")
-    parser.add_argument("--out", type=Path, default=None, help="write the scores to this JSON file")
+    parser.add_argument("--json", type=Path, default=None, help="write the scores to this JSON file")
     parser.add_argument("--mask", type=Path, default=None, help="folder of text masks (white = text region)")
     parser.add_argument(
         "--gts", type=Path, default=None, help="folder of SCUT-EnsText polygon files (<name>.txt), instead of --mask"
@@ -258,9 +254,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
         default=None,
         help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 (default: torch hub cache or download once)",
     )
-    parser.add_argument(
-        "--device", default=None, help="realsr: where LPIPS/DISTS/pyiqa/FID networks run (default: cuda when available)"
-    )
+    add_device_option(parser, help="realsr: where the LPIPS/DISTS/pyiqa/FID networks run")
     args = parser.parse_args(argv)
     if args.protocol == "realsr":
         unused = [
@@ -289,9 +283,9 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
     result = score(args)
     means = {k: v for k, v in result.items() if k != "per_image"}
     print(json.dumps(means, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -76,18 +76,6 @@ IMAGE_MODELS = [
 ]  # image in, image out
 
 
-def tiny_inputs(name: str, height: int, width: int, batch: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """An input of model ``name`` and the keyword conditions ``zoo.model_info(name)`` says it takes."""
-    inputs = zoo.model_info(name).inputs
-    image = torch.rand(batch, 3, height, width)
-    conditions = {}
-    if "mask" in inputs:
-        conditions["mask"] = (torch.rand(batch, 1, height, width) > 0.7).float()
-    if "degradation" in inputs:
-        conditions["degradation"] = torch.arange(batch) % 5
-    return image, conditions
-
-
 def run_tool(
     script: str, *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess:

@@ -30,9 +30,9 @@ def test_bench_runs_every_model_forward_and_train(name, tmp_path):
                 "1",
                 "--repeats",
                 "1",
-                "--model-kwargs",
-                json.dumps(TINY_NETS[name]),
-                "--out",
+                "--set",
+                *(f"{key}={json.dumps(value)}" for key, value in TINY_NETS[name].items()),
+                "--json",
                 str(out),
             ]
         )
@@ -64,14 +64,14 @@ def test_peak_memory_is_measured_per_implementation(tmp_path):
         "1",
         "--repeats",
         "2",
-        "--model-kwargs",
-        '{"iters": 2}',
+        "--set",
+        "iters=2",
         "--reference",
         f"{reference}:Hog",
         "--reference-init",
         '{"iters": 2}',
         "--compare",
-        "--out",
+        "--json",
         str(out),
     )
     records = json.loads(out.read_text())

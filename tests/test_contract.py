@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 import zoo
-from tests.conftest import IMAGE_MODELS, RELEASED_BASES, ROOT, TINY_NETS, tiny_inputs
+from tests.conftest import IMAGE_MODELS, RELEASED_BASES, ROOT, TINY_NETS
 from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import TASKS
 from zoo.weights import load_manifest
@@ -43,10 +45,51 @@ def test_model_info_is_a_plain_description(name):
         assert info.params == sum(p.numel() for p in zoo.create_model(name).parameters())
 
 
-def test_model_info_of_the_families():
-    assert (
-        zoo.model_info("deeperaser").inputs == ("image", "mask") and not zoo.model_info("deeperaser").composites
+@pytest.mark.parametrize("name", MODELS)
+def test_model_info_is_a_frozen_dataclass_and_example_inputs_run(name):
+    """``zoo.model_info`` is the one description (JSON through ``asdict``); ``zoo.example_inputs`` are what the
+    model's forward takes (super-resolution: the LR of the ``size`` output; recognizers: a crop of their height)."""
+    info = zoo.model_info(name)
+    assert dataclasses.is_dataclass(info) and json.loads(json.dumps(dataclasses.asdict(info)))["name"] == name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.scale = 3
+    image, conditions = zoo.example_inputs(name, batch=2, size=64)
+    assert set(conditions) == set(info.conditions) and image.shape[:2] == (2, info.input_channels)
+    expected = (info.input_height, 64) if info.input_height else (64 // info.scale, 64 // info.scale)
+    assert image.shape[2:] == expected
+    with torch.no_grad():
+        output = zoo.create_model(name, **TINY_NETS[name]).eval()(image, **conditions)
+    if info.task not in ("recognition", "text_detection"):
+        assert output.shape == (2, 3, 64, 64)
+
+
+def test_the_app_reads_only_model_info():
+    """No duck typing of a model and no family module in the application: what a tool switches on is in
+    ``ModelInfo``."""
+    pattern = re.compile(
+        r"hasattr\(model|getattr\(model|from zoo\.(deeperaser|garnet|ste|pip|textdiff|gramsr|craft|recognition)"
     )
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "rezoo").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, found
+
+
+def test_capabilities_of_the_families():
+    assert zoo.model_info("pip").condition_values["degradation"] == ("noise", "rain", "haze", "blur", "low-light")
+    assert zoo.model_info("pip").blind_flag == "sensor" and zoo.model_info("deeperaser").blind_flag is None
+    assert zoo.model_info("textdiff").refiner and zoo.model_info("textdiff").sampler
+    assert not zoo.model_info("gramsr").refiner and zoo.model_info("gramsr").train_forward
+    crnn = zoo.model_info("crnn")
+    assert crnn.recognizer and (crnn.input_channels, crnn.input_height, crnn.alphabet[:3]) == (1, 32, "012")
+    assert zoo.model_info("craft").detector and not zoo.model_info("craft").train_forward
+
+
+def test_model_info_of_the_families():
+    assert zoo.model_info("deeperaser").inputs == ("image", "mask") and not zoo.model_info("deeperaser").composites
     assert zoo.model_info("garnet").composites and zoo.model_info("garnet").pad_multiple == 32
     assert zoo.model_info("ste").optional == ("mask",)
     for name in ("pip", "pip_nafnet"):
@@ -74,10 +117,10 @@ def test_list_models_pretrained_lists_the_names_with_manifest_weights():
 def test_conditions_are_keywords_and_any_size_works(name, size):
     """Odd sizes and sizes smaller than the pad (reflect falls back to replicate) keep the input's size."""
     model = zoo.create_model(name, **TINY_NETS[name]).eval()
-    image, conditions = tiny_inputs(name, *size, batch=2)
+    scale = zoo.model_info(name).scale
+    image, conditions = zoo.example_inputs(name, batch=2, size=(size[0] * scale, size[1] * scale))
     with torch.no_grad():
         output = model(image, **conditions)
-    scale = zoo.model_info(name).scale
     assert output.shape == (2, 3, size[0] * scale, size[1] * scale) and 0 <= output.min() and output.max() <= 1
     if "mask" in conditions:  # the mask stays accepted positionally
         with torch.no_grad():
@@ -87,7 +130,7 @@ def test_conditions_are_keywords_and_any_size_works(name, size):
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_train_returns_a_typed_output(name):
     model = zoo.create_model(name, **TINY_NETS[name])
-    image, conditions = tiny_inputs(name, 64, 64)
+    image, conditions = zoo.example_inputs(name, size=64 * zoo.model_info(name).scale)
     accepted = inspect.signature(model.forward_train).parameters  # STE's eraser predicts its own mask
     if "hr" in accepted:  # super-resolution trains on (LR, HR) pairs
         conditions["hr"] = torch.rand(1, 3, 64 * zoo.model_info(name).scale, 64 * zoo.model_info(name).scale)

@@ -177,7 +177,7 @@ def test_tiling_runs_images_above_the_limit(server, files):
 def test_restoration_page_offers_the_degradations(tmp_path):
     """A model with another condition (PIP's degradation; blind with its sensor) gets its own inputs."""
     from rezoo.demo import BLIND, Demo, build_app, launch
-    from rezoo.infer import Predictor
+    from rezoo.predictor import Predictor
 
     weights = save_tiny_weights(tmp_path / "pip-tiny.safetensors", "pip", sensor=True)
     demo = Demo(Predictor("pip", str(weights)), out_dir=tmp_path / "out")
