@@ -6,11 +6,13 @@
         --reference-kwargs '{"test_mode": true}' --compare   # ours vs the official code, interleaved
     rezoo bench --model garnet --size 512 --reference /path/to/garnet/CODE/model.py:GaRNet \
         --reference-init '{"in_channels": 3}' --reference-input concat --compare
-    rezoo bench --model ste --size 512 --reference /path/to/STE/models/src/erase/sa_gan.py:STRnet2 --reference-input image --compare
+    rezoo bench --model ste --size 512 --reference /path/to/STE/models/src/erase/sa_gan.py:STRnet2 \\
+        --reference-input image --compare
 
 Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast), ``compile``
 (torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
-pre-packs them for oneDNN on CPU — valid because inference does not change them). Tasks: ``forward`` (eval, no grad) and ``train`` (forward + backward + AdamW step of the
+pre-packs them for oneDNN on CPU — valid because inference does not change them). Tasks: ``forward`` (eval, no
+grad) and ``train`` (forward + backward + AdamW step of the
 model's training loss on its forward_train output when it has one). Prints and appends JSON records.
 """
 
@@ -282,12 +284,14 @@ def markdown_table(records: list[dict]) -> str:
     for r in records:
         if "error" in r:  # e.g. out of memory (benchmarks/gpu.sh)
             lines.append(
-                f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | | | {r['error']} | | |"
+                f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} "
+                f"| | | {r['error']} | | |"
             )
             continue
         lines.append(
             f"| {r['model']} | {r['implementation']} | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | "
-            f"{r.get('gpu') or r['device']} | {r['threads']} | {r['images_per_s']:.3g} | {r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} |"
+            f"{r.get('gpu') or r['device']} | {r['threads']} | {r['images_per_s']:.3g} | "
+            f"{r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -325,7 +329,8 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         "--reference-input",
         choices=tuple(REFERENCE_INPUTS),
         default="image_mask",
-        help="how the reference takes its input: (image, mask); one tensor [2·image − 1, mask] (GaRNet/EnsNet style); the image alone (STE)",
+        help="how the reference takes its input: (image, mask); one tensor [2·image − 1, mask] "
+        "(GaRNet/EnsNet style); the image alone (STE)",
     )
     parser.add_argument(
         "--compare", action="store_true", help="with --reference: time ours too, interleaved, same weights"

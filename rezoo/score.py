@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import zoo  # torchvision compat first
+import zoo  # noqa: F401  (torchvision compat first)
 from datamodules.base import list_images, read_image, to_tensor
 from datamodules.text_removal import center_square, read_polygon_file
 from rezoo.flags import add_device_option
@@ -124,7 +124,8 @@ def realsr_score(args: argparse.Namespace) -> dict:
         pred, gt = read_image(files["pred"][stem]), read_image(files["gt"][stem])
         if pred.shape != gt.shape:
             raise InputError(
-                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} but {files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: "
+                f"{files['pred'][stem]} is {pred.shape[1]}x{pred.shape[0]} but "
+                f"{files['gt'][stem]} is {gt.shape[1]}x{gt.shape[0]}: "
                 "the realsr protocol scores at the stored size, without resizing"
             )
         scorer.update(to_tensor(pred)[None], to_tensor(gt)[None], names=[stem])
@@ -242,17 +243,20 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="realsr: comma list of psnr,ssim,lpips,dists,niqe,musiq,maniqa,maniqa-pipal,clipiqa,fid (default psnr,ssim,lpips,dists)",
+        help="realsr: comma list of psnr,ssim,lpips,dists,niqe,musiq,maniqa,maniqa-pipal,clipiqa,fid "
+        "(default psnr,ssim,lpips,dists)",
     )
     parser.add_argument(
         "--lpips-weights",
         default=None,
-        help="realsr: local alexnet-owt-7be5be79.pth, torchvision's ImageNet AlexNet (default: torch hub cache or download once)",
+        help="realsr: local alexnet-owt-7be5be79.pth, torchvision's ImageNet AlexNet "
+        "(default: torch hub cache or download once)",
     )
     parser.add_argument(
         "--dists-weights",
         default=None,
-        help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 (default: torch hub cache or download once)",
+        help="realsr: local vgg16-397923af.pth, torchvision's ImageNet VGG-16 "
+        "(default: torch hub cache or download once)",
     )
     add_device_option(parser, help="realsr: where the LPIPS/DISTS/pyiqa/FID networks run")
     args = parser.parse_args(argv)
@@ -272,7 +276,8 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
             parser.error(f"{', '.join(unused)}: not used by the realsr protocol (full-image SR scores)")
     elif args.metrics or args.lpips_weights or args.dists_weights:
         parser.error(
-            "--metrics/--lpips-weights/--dists-weights choose the realsr metrics; erasenet and garnet always write all of theirs"
+            "--metrics/--lpips-weights/--dists-weights choose the realsr metrics; "
+            "erasenet and garnet always write all of theirs"
         )
     if args.detector and not args.gts:
         parser.error("--detector scores the detected words against the annotation polygons: give --gts")

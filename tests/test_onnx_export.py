@@ -22,7 +22,8 @@ SIZES = ((97, 131), (128, 96))  # pads 31/29 and 0/0 for a multiple of 32, 7/5 a
 TINY = {  # smaller still than TINY_NETS where the export time allows (the same code paths)
     "garnet": {"inference_size": None, "width": 8},  # native size: padded to a multiple of 32
     "ste": TINY_NETS["ste"],
-    # one transformer / NAF block (in the middle), the PIP modules on every skip: the export time grows with the op count
+    # one transformer / NAF block (in the middle), the PIP modules on every skip:
+    # the export time grows with the op count
     "pip": {**TINY_NETS["pip"], "num_blocks": [0, 0, 0, 1], "num_refinement_blocks": 0},
     "pip_nafnet": {
         "width": 8,

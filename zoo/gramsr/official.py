@@ -43,7 +43,8 @@ def release_files(folder: Path) -> dict[str, Path]:
     if problems:
         raise WeightsError(
             f"{folder} is not a GramSR release folder: it needs exactly one model_*.pkl, adapter_*.pth and "
-            f"lora_weights_dino_*.safetensors (e.g. model_12501.pkl, adapter_53001.pth, lora_weights_dino_53001.safetensors); "
+            "lora_weights_dino_*.safetensors (e.g. model_12501.pkl, adapter_53001.pth, "
+            "lora_weights_dino_53001.safetensors); "
             f"found {'; '.join(problems)}. Our own export is one .safetensors file: pass that file instead"
         )
     return {kind: paths[0] for kind, paths in found.items()}

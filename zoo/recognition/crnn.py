@@ -116,7 +116,8 @@ def ctc_greedy_decode(scores: torch.Tensor, alphabet: str = ALPHABET) -> list[st
     """
     if scores.ndim != 3 or scores.shape[2] != len(alphabet) + 1:
         raise ValueError(
-            f"expected (T,B,{len(alphabet) + 1}) scores for a {len(alphabet)}-character alphabet, got shape {tuple(scores.shape)}"
+            f"expected (T,B,{len(alphabet) + 1}) scores for a {len(alphabet)}-character alphabet, "
+            f"got shape {tuple(scores.shape)}"
         )
     best = scores.argmax(dim=2).t()  # (B,T)
     keep = best != BLANK

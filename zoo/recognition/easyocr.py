@@ -234,7 +234,8 @@ class EasyOCRRecognizer(nn.Module):
     input_channels=1,
     input_height=INPUT_HEIGHT,
     alphabet=CHARACTERS,
-    onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: no exporter gives a dynamic-width graph",
+    onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: "
+    "no exporter gives a dynamic-width graph",
 )
 def easyocr_en(**kwargs) -> EasyOCRRecognizer:
     """EasyOCR's generation-2 English text recognizer (3,781,345 parameters), ``english_g2`` weights."""
