@@ -7,8 +7,11 @@ from typing import Any
 
 import torch
 
-from zoo import weights
+from zoo.checkpoints import Checkpoint, read_checkpoint
+from zoo.checkpoints import load_weights as load_checkpoint
 from zoo.errors import WeightsError
+from zoo.hub import resolve_pretrained
+from zoo.manifest import load_manifest
 from zoo.registry import ModelInfo, registered_names, registration, with_tags
 
 __all__ = ["create_model", "example_inputs", "list_models", "load_weights", "model_info", "read_pretrained"]
@@ -19,28 +22,28 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     with weights in the manifest."""
     names = registered_names(pattern)
     if pretrained:
-        manifest = weights.load_manifest()
+        manifest = load_manifest()
         names = [name for name in names if manifest.get(name)]
     return names
 
 
 def model_info(name: str) -> ModelInfo:
     """The :class:`~zoo.registry.ModelInfo` of model ``name``, with its manifest tags."""
-    return with_tags(registration(name).info, tuple(weights.load_manifest().get(name, {})))
+    return with_tags(registration(name).info, tuple(load_manifest().get(name, {})))
 
 
 def example_inputs(
-    name: str, batch: int = 1, size: int = 64, generator: torch.Generator | None = None
+    name: str, batch: int = 1, size: int | tuple[int, int] = 64, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """``(image, conditions)`` that ``model(image, **conditions)`` accepts, random: an image of side ``size``
-    (super-resolution: the LR at ``size // scale``; recognizers: a crop ``input_height`` px high, ``size`` wide),
-    a text mask, degradation classes (every required and optional condition)."""
+    """``(image, conditions)`` that ``model(image, **conditions)`` accepts, random: an image of ``size`` (a side,
+    or (H, W); super-resolution: the LR at ``size // scale``; recognizers: a crop ``input_height`` px high, ``size``
+    wide), a text mask, degradation classes (every required and optional condition)."""
     info = model_info(name)
+    height, width = (size, size) if isinstance(size, int) else size
     if info.input_height is not None:
-        shape = (batch, info.input_channels, info.input_height, size)
+        shape = (batch, info.input_channels, info.input_height, width)
     else:
-        side = size // info.scale
-        shape = (batch, info.input_channels, side, side)
+        shape = (batch, info.input_channels, height // info.scale, width // info.scale)
     image = torch.rand(shape, generator=generator)
     conditions: dict[str, Any] = {}
     for condition in info.conditions:
@@ -53,16 +56,19 @@ def example_inputs(
     return image, conditions
 
 
-def read_pretrained(name: str, pretrained: bool | str | Path, progress: bool = True) -> tuple[Path, weights.Checkpoint]:
+def read_pretrained(
+    name: str, pretrained: bool | str | Path, progress: bool = True, use_ema: bool = True
+) -> tuple[Path, Checkpoint]:
     """Resolve ``pretrained`` (True: the default tag; a manifest tag, a URL, a file in any supported format, or
-    for a family whose official release is several files, a folder of them) to a local path and read it."""
+    for a family whose official release is several files, a folder of them) to a local path and read it (a
+    Lightning checkpoint: its EMA weights when it has them and ``use_ema``)."""
     entry = registration(name)
     folder = Path(str(pretrained)).expanduser()
     if entry.read_folder is not None and pretrained is not True and folder.is_dir():
         return folder, entry.read_folder(folder)
     spec = pretrained if pretrained is True else str(pretrained)
-    path = weights.resolve_pretrained(name, spec, entry.info.default_tag, progress)
-    checkpoint = weights.read_checkpoint(path)
+    path = resolve_pretrained(name, spec, entry.info.default_tag, progress)
+    checkpoint = read_checkpoint(path, use_ema)
     if checkpoint.model_name not in (None, name):
         raise WeightsError(
             f"{path} holds weights of {checkpoint.model_name!r}, not {name!r}: "
@@ -76,7 +82,7 @@ def load_weights(
 ) -> torch.nn.Module:
     """Load ``pretrained`` (True, a manifest tag, a URL or a path in any supported format) into ``model``."""
     path, checkpoint = read_pretrained(name, pretrained, progress)
-    return weights.load_weights(model, checkpoint, registration(name).remap, source=str(path))
+    return load_checkpoint(model, checkpoint, registration(name).remap, source=str(path))
 
 
 def create_model(
@@ -94,4 +100,4 @@ def create_model(
         return entry.builder(**kwargs)
     path, checkpoint = read_pretrained(name, pretrained, progress)
     model = entry.builder(**{**checkpoint.model_kwargs, **kwargs})
-    return weights.load_weights(model, checkpoint, entry.remap, source=str(path))
+    return load_checkpoint(model, checkpoint, entry.remap, source=str(path))

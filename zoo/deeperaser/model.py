@@ -11,7 +11,7 @@ runs entirely at the input resolution (no stride anywhere).
   iterate is ``input + residual`` (the residual is always relative to the input, Eq. 2).
 
 Parameter names equal the official ones: the released ``deeperaser.pth`` (a state_dict saved from a
-DataParallel model) loads once ``zoo.weights`` strips its ``module.`` prefix, with no key remapping.
+DataParallel model) loads once ``zoo.checkpoints`` strips its ``module.`` prefix, with no key remapping.
 The official ``InstanceNorm2d`` layers have no affine weights and so no keys.
 """
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from zoo.checkpoints import Checkpoint
 from zoo.errors import WeightsError
-from zoo.weights import Checkpoint
 
 TEXTURE = "default_unet_dino"
 PATTERNS = {"loras": "model_*.pkl", "adapter": "adapter_*.pth", "texture": "lora_weights_dino_*.safetensors"}

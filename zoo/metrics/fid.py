@@ -7,7 +7,8 @@ count padding, a max pool in the last block). Images: RGB [0,1] at their stored 
 choice, used by ViTEraser's tables. clean-fid (PIL bicubic before the network) and torch-fidelity (TF-1
 bilinear) give different numbers; compare FIDs only within one tool and one image count.
 
-Weights are downloaded once into the zoo cache, or read from ``weights=<path>`` on offline machines.
+Weights: the manifest's ``fid_inception`` file, downloaded once into the zoo cache and checked against its
+sha256, or read from ``weights=<path>`` on offline machines.
 Any callable ``images -> (B, D) features`` can stand in for the Inception network (tests use a tiny one).
 """
 
@@ -20,11 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
-)
-FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
 def _avg_pool_3x3(x: torch.Tensor) -> torch.Tensor:
@@ -111,18 +107,15 @@ class FIDInception(torch.nn.Module):
     def __init__(self, weights: str | os.PathLike | None = None, download: bool = True):
         super().__init__()
         self.net = _build_tf_inception()
-        if weights is None:
-            if not download:
-                raise ValueError(
-                    "FID needs the Inception weights: pass weights=<path to pt_inception-2015-12-05-6726825d.pth>"
-                )
-            from zoo.weights import download as fetch
+        if weights is None and not download:
+            raise ValueError(
+                "FID needs the Inception weights: pass weights=<path to pt_inception-2015-12-05-6726825d.pth>"
+            )
+        from zoo.checkpoints import load_state_dict_strict
+        from zoo.hub import fetch_auxiliary
 
-            weights = fetch(FID_WEIGHTS_URL, None, FID_WEIGHTS_FILE)
-        state_dict = torch.load(weights, map_location="cpu", weights_only=True)
-        from zoo.weights import load_state_dict_strict
-
-        load_state_dict_strict(self.net, state_dict, str(weights))
+        path = fetch_auxiliary("fid_inception", weights)
+        load_state_dict_strict(self.net, torch.load(path, map_location="cpu", weights_only=True), str(path))
         self.eval().requires_grad_(False)
 
     @torch.no_grad()

@@ -8,28 +8,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # torchvision IMAGENET1K_V1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_vgg16_state(weights: str | os.PathLike | None) -> dict[str, torch.Tensor]:
-    """torchvision's VGG16 ImageNet state_dict from a local file, or downloaded once (``None``)."""
-    if weights is None:
-        from zoo.weights import download
+    """torchvision's VGG16 ImageNet state_dict from a local file, else the manifest's ``vgg16_imagenet`` (``None``:
+    cached or downloaded once, checked against its sha256)."""
+    from zoo.hub import fetch_auxiliary
 
-        weights = download(VGG16_URL, None, "vgg16-397923af.pth")
-    return torch.load(weights, map_location="cpu", weights_only=True)
+    return torch.load(fetch_auxiliary("vgg16_imagenet", weights), map_location="cpu", weights_only=True)
 
 
-def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean |pred − target| over the pixels where ``mask`` is set (all channels); 0 for an empty mask."""
+def masked_l1_over_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred − target| over the pixels where ``mask`` is set (all channels): normalised by the mask's area,
+    0 for an empty mask."""
     weights = mask.expand_as(pred).float()
     return ((pred.float() - target.float()).abs() * weights).sum() / weights.sum().clamp(min=1.0)
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B,C,H,W) -> (B,C,C) Gram matrices normalised by C·H·W."""
+def masked_l1_over_all(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |mask·pred − mask·target| over every element (STE's L1 of masked images): normalised by the image's
+    size, not the mask's area (:func:`masked_l1_over_mask`)."""
+    return F.l1_loss(mask * pred, mask * target)
+
+
+def channel_gram(features: torch.Tensor) -> torch.Tensor:
+    """Channel Gram matrices of CNN feature maps: (B,C,H,W) -> (B,C,C), normalised by C·H·W."""
     b, c, h, w = features.shape
     flat = features.reshape(b, c, h * w)
     return flat @ flat.transpose(1, 2) / (c * h * w)
@@ -93,5 +98,5 @@ class VGGFeatureLoss(nn.Module):
         with torch.autocast(device_type=pred.device.type, enabled=False):
             pred_features, target_features = self.extract(pred), self.extract(target)
             perceptual = sum(F.l1_loss(p, t) for p, t in zip(pred_features, target_features))
-            style = sum(F.l1_loss(gram_matrix(p), gram_matrix(t)) for p, t in zip(pred_features, target_features))
+            style = sum(F.l1_loss(channel_gram(p), channel_gram(t)) for p, t in zip(pred_features, target_features))
         return perceptual, style

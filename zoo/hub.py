@@ -1,15 +1,4 @@
-"""Weights: manifest look-up, cached download, checkpoint format detection and key remapping.
-
-Three formats load into a registered model, detected automatically:
-
-* **safetensors** exported by ``tools/export.py`` (architecture kwargs in the file's metadata);
-* a **Lightning checkpoint** written by ``tools/train.py`` (generator weights under ``net.``, EMA
-  weights under ``ema_net.``, architecture kwargs in ``hyper_parameters``);
-* an **official upstream release**: a plain state_dict, possibly wrapped (``model_state_dict``,
-  ``state_dict``, ``params``, ``params_ema``, ``model``) and/or saved from DataParallel (``module.``);
-  the family's ``remap`` hook (its ``official.py``, where upstream names differ) maps the keys.
-
-Everything is read with safetensors or ``torch.load(weights_only=True)``; nothing is unpickled.
+"""Downloads and the cache: the local file of a manifest entry, a URL or a Hugging Face Hub file.
 
 Manifest entries download from a plain ``url:`` (urllib, with a timeout) or from the Hugging Face Hub
 (``hf: {repo_id, filename, revision}``, huggingface_hub) into :func:`cache_dir`; a cached file is used
@@ -19,14 +8,18 @@ archive: that member is extracted into the cache (the archive is not kept) and i
 An entry with ``package: {name, path}`` is first looked up inside that installed Python package
 (``name`` is the import name, ``path`` relative to the package's folder): when the package is
 installed and holds the file, that file is used as it is, with no cache and no network.
+
+The manifest's ``auxiliary:`` files (third-party networks of the losses and metrics) come through
+:func:`fetch_auxiliary`: the user's local file as it is, else a copy in the cache or torch hub's folder,
+else a download, both checked against the manifest's sha256.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import importlib.util
-import json
 import os
 import socket
 import tempfile
@@ -37,7 +30,6 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,52 +37,7 @@ from typing import Any
 import torch
 
 from zoo.errors import DownloadError, UnverifiedWeightsWarning, WeightsError
-
-StateDict = dict[str, torch.Tensor]
-_WRAPPER_KEYS = ("model_state_dict", "state_dict", "params_ema", "params", "model", "net")
-SAFETENSORS_METADATA_KEY = "rezoo"
-
-
-@dataclass
-class Checkpoint:
-    """Weights read from a file, with what the file says about the architecture."""
-
-    state_dict: StateDict
-    format: str  # "safetensors" | "lightning" | "official"
-    model_name: str | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------- manifest
-MANIFEST_ENV = "REZOO_MANIFEST"
-
-
-def _read_manifest(path: str | os.PathLike | None) -> dict[str, Any]:
-    import yaml
-
-    path = path or os.environ.get(MANIFEST_ENV)
-    text = (
-        Path(path).read_text(encoding="utf-8")
-        if path
-        else resources.files("zoo").joinpath("manifest.yaml").read_text(encoding="utf-8")
-    )
-    return yaml.safe_load(text) or {}
-
-
-def load_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{model: {tag: entry}}`` from ``path``, else the file named by ``$REZOO_MANIFEST`` (a mirror, or
-    a test manifest), else the package's ``zoo/manifest.yaml``."""
-    return _read_manifest(path).get("models", {}) or {}
-
-
-def manifest_base(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The manifest's ``bases:`` record ``name`` (a frozen third-party model a zoo model loads: the hub copy
-    the defaults name, ``files: {path: sha256 | null}``), or ``{}``."""
-    return (_read_manifest(path).get("bases", {}) or {}).get(name) or {}
-
-
-def manifest_entry(model_name: str, tag: str, manifest: dict | None = None) -> dict[str, Any] | None:
-    return (manifest if manifest is not None else load_manifest()).get(model_name, {}).get(tag)
+from zoo.manifest import auxiliary_entry, load_manifest, manifest_entry
 
 
 def entry_url(entry: dict[str, Any]) -> str:
@@ -158,10 +105,46 @@ def fetch(entry: dict[str, Any], progress: bool = True) -> Path:
     return target
 
 
+def fetch_auxiliary(name: str, path: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """The local file of the manifest's ``auxiliary:`` entry ``name`` (a third-party network of a loss or metric).
+
+    ``path`` (the user's file) is used as it is. Else the file under its published name in :func:`cache_dir` or
+    torch hub's ``checkpoints`` folder (where torchvision and pytorch-fid keep the same files), else a download
+    into the cache; both are checked against the entry's sha256. Failures are one-line errors naming the URL and
+    the entry's ``local`` ways to pass a file instead.
+    """
+    entry = auxiliary_entry(name)
+    url, expected, local = entry["url"], entry["sha256"].lower(), entry["local"]
+    file_name = PurePosixPath(urllib.parse.urlparse(url).path).name
+    if path is not None:
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise WeightsError(f"{given} is not a file (expected {entry['description']}, {file_name} from {url})")
+        return given
+    for folder in dict.fromkeys((cache_dir(), Path(torch.hub.get_dir()) / "checkpoints")):
+        cached = folder / file_name
+        if cached.is_file():
+            stat = cached.stat()
+            actual = _cached_sha256(str(cached), stat.st_size, stat.st_mtime_ns)
+            if actual != expected:
+                raise DownloadError(
+                    f"{cached} is not the file of {url}: sha256 {actual}, expected {expected}; delete it to download "
+                    f"it again, or pass a local file ({local})"
+                )
+            return cached
+    return download(url, expected, file_name, progress, local=local)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """:func:`sha256_file` of a cached file, computed once per process while its size and time stay the same."""
+    return sha256_file(path)
+
+
 # ----------------------------------------------------------------------------------------- download
 DEFAULT_TIMEOUT = 60.0
 TIMEOUT_ENV = "REZOO_DOWNLOAD_TIMEOUT"
-WAY_OUT = "place the file at {target} or pass a local file (--weights <file>, or pretrained=<file> in Python)"
+LOCAL_WEIGHTS = "--weights <file>, or pretrained=<file> in Python"  # how to pass a model's weights file
 
 
 def cache_dir() -> Path:
@@ -191,14 +174,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _failed(url: str, reason: str, target: Path) -> DownloadError:
-    """The one-line error of a failed download: the URL, the reason and the way out."""
-    return DownloadError(f"cannot download {url}: {reason}; " + WAY_OUT.format(target=target))
+def _failed(url: str, reason: str, target: Path, local: str = LOCAL_WEIGHTS) -> DownloadError:
+    """The one-line error of a failed download: the URL, the reason and the way out (``local``: how to pass
+    a local file instead)."""
+    return DownloadError(f"cannot download {url}: {reason}; place the file at {target} or pass a local file ({local})")
 
 
-def _check_sha256(url: str, actual: str, expected: str | None, target: Path) -> None:
+def _check_sha256(url: str, actual: str, expected: str | None, target: Path, local: str = LOCAL_WEIGHTS) -> None:
     if expected and actual != expected.lower():
-        raise _failed(url, f"sha256 mismatch: expected {expected.lower()}, got {actual} (download deleted)", target)
+        reason = f"sha256 mismatch: expected {expected.lower()}, got {actual} (download deleted)"
+        raise _failed(url, reason, target, local)
 
 
 def download(
@@ -207,6 +192,7 @@ def download(
     file_name: str | None = None,
     progress: bool = True,
     archive_member: str | None = None,
+    local: str = LOCAL_WEIGHTS,
 ) -> Path:
     """Download ``url`` (urllib, ``$REZOO_DOWNLOAD_TIMEOUT``) into the cache and return its path.
 
@@ -214,7 +200,7 @@ def download(
     the cache folder, is checked against ``sha256`` (when given) and only then renamed into place, so
     an interrupted or corrupt download leaves nothing behind. With ``archive_member`` the URL is a zip
     archive: that member replaces the downloaded archive (``file_name`` defaults to the member's name)
-    and ``sha256`` is the member's. Any failure raises :class:`DownloadError`.
+    and ``sha256`` is the member's. Any failure raises :class:`DownloadError` (its way out: ``local``).
     """
     name = file_name or PurePosixPath(archive_member or urllib.parse.urlparse(url).path).name
     if not name:
@@ -236,9 +222,9 @@ def download(
                         digest.update(block)
                         advance(len(block))
         except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError, timeouts, lost connections
-            raise _failed(url, _url_reason(url, error, timeout), target) from error
-        actual = _extract_member(tmp_name, archive_member, url, target) if archive_member else digest.hexdigest()
-        _check_sha256(url, actual, sha256, target)
+            raise _failed(url, _url_reason(url, error, timeout), target, local) from error
+        actual = _extract_member(tmp_name, archive_member, url, target, local) if archive_member else digest.hexdigest()
+        _check_sha256(url, actual, sha256, target, local)
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
@@ -246,7 +232,7 @@ def download(
     return target
 
 
-def _extract_member(archive: str, member: str, url: str, target: Path) -> str:
+def _extract_member(archive: str, member: str, url: str, target: Path, local: str) -> str:
     """Replace the zip file ``archive`` by its ``member`` (through a temporary file next to it); return
     the member's sha256. A file that is not a zip, or lacks the member, raises :class:`DownloadError`."""
     digest = hashlib.sha256()
@@ -256,17 +242,15 @@ def _extract_member(archive: str, member: str, url: str, target: Path) -> str:
             try:
                 with zipfile.ZipFile(archive) as zipped:
                     if member not in zipped.namelist():
-                        raise _failed(
-                            url,
-                            f"the zip archive has no member {member} (members: {', '.join(zipped.namelist()[:10]) or 'none'})",
-                            target,
-                        )
+                        members = ", ".join(zipped.namelist()[:10]) or "none"
+                        reason = f"the zip archive has no member {member} (members: {members})"
+                        raise _failed(url, reason, target, local)
                     with zipped.open(member) as source:
                         while block := source.read(1 << 20):
                             out.write(block)
                             digest.update(block)
             except zipfile.BadZipFile as error:
-                raise _failed(url, f"not a zip archive ({error})", target) from error
+                raise _failed(url, f"not a zip archive ({error})", target, local) from error
         os.replace(tmp_name, archive)
     finally:
         if os.path.exists(tmp_name):
@@ -398,97 +382,3 @@ def resolve_pretrained(
         tags = ", ".join(load_manifest().get(model_name, {})) or "none"
         raise WeightsError(f"pretrained={spec!r} is neither a file nor a manifest tag of {model_name!r} (tags: {tags})")
     return path
-
-
-# ------------------------------------------------------------------------------------ read formats
-def read_checkpoint(path: str | os.PathLike, use_ema: bool = True) -> Checkpoint:
-    """Read weights from any supported file format (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            return _from_safetensors(path)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the file name
-        raise WeightsError(f"cannot read weights from {path}: {error}") from error
-    if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
-        return _from_lightning(obj, use_ema)
-    return Checkpoint(_unwrap_official(obj, path), "official")
-
-
-def _from_safetensors(path: Path) -> Checkpoint:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = json.loads((handle.metadata() or {}).get(SAFETENSORS_METADATA_KEY, "{}"))
-    return Checkpoint(load_file(str(path)), "safetensors", metadata.get("model"), metadata.get("kwargs", {}))
-
-
-def _from_lightning(ckpt: dict, use_ema: bool) -> Checkpoint:
-    hparams = ckpt.get("hyper_parameters", {}) or {}
-    prefix = "ema_net." if use_ema and any(k.startswith("ema_net.") for k in ckpt["state_dict"]) else "net."
-    state_dict = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    return Checkpoint(state_dict, "lightning", hparams.get("model_name"), dict(hparams.get("net") or {}))
-
-
-def _unwrap_official(obj: Any, path: Path) -> StateDict:
-    while isinstance(obj, dict) and not _is_state_dict(obj):
-        key = next((k for k in _WRAPPER_KEYS if k in obj), None)
-        if key is None:
-            raise WeightsError(f"{path}: no state_dict found; top-level keys {sorted(obj)[:10]}")
-        obj = obj[key]
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: expected a state_dict (dict of tensors), got {type(obj).__name__}")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj
-
-
-def _is_state_dict(obj: dict) -> bool:
-    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
-
-# ------------------------------------------------------------------------------------------ loading
-def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, source: str = "state_dict") -> None:
-    """``load_state_dict(strict=True)`` with an error that lists missing/unexpected/mis-shaped keys, or
-    says in one line that the file holds another model's weights when none of the keys match."""
-    own = model.state_dict()
-    if own and not set(own) & set(state_dict):
-        examples = ", ".join(sorted(state_dict)[:3]) + (", ..." if len(state_dict) > 3 else "")
-        name = type(model).__name__
-        raise WeightsError(
-            f"{source} holds no weights of {name}: none of its {len(own)} keys is in the file (which has {len(state_dict)} "
-            f"others: {examples}); pass {name} weights, or use the --model they belong to"
-        )
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
-    if missing or unexpected or shapes:
-        lines = [f"weights from {source} do not match {type(model).__name__}:"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-            if items:
-                lines.append(
-                    f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else "")
-                )
-        raise WeightsError("\n".join(lines))
-    model.load_state_dict(state_dict, strict=True)
-
-
-def load_weights(
-    model: torch.nn.Module,
-    checkpoint: Checkpoint,
-    remap: Callable[[StateDict], StateDict] | None = None,
-    source: str = "file",
-) -> torch.nn.Module:
-    """Load a read checkpoint into ``model``, remapping official keys with the family's hook."""
-    state_dict = checkpoint.state_dict
-    if checkpoint.format == "official" and remap is not None:
-        state_dict = remap(state_dict)
-    load_state_dict_strict(model, state_dict, source)
-    return model
