@@ -99,6 +99,27 @@ class SampleDataset(Dataset):
             return None
 
 
+class TrainDraws:
+    """A dataset's training draws: a numpy generator seeded by ``seed``, this process's torch seed (a loader worker's
+    follows the main process's, and under ``seed_everything(workers=True)`` the rank too) and the distributed rank;
+    made again when the torch seed changes (a new worker, a new seed)."""
+
+    seed: int = 0
+    _rng: np.random.Generator | None = None
+    _rng_key: tuple[int, int] | None = None
+
+    def draws(self) -> np.random.Generator:
+        rank = (
+            torch.distributed.get_rank()
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else 0
+        )
+        key = (torch.initial_seed(), rank)
+        if self._rng_key != key:
+            self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
+        return self._rng
+
+
 class BaseDataModule(L.LightningDataModule):
     """Builds train/val/test datasets through ``build_dataset(split)`` and wraps them in loaders.
 
@@ -140,19 +161,24 @@ class BaseDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self.build_dataset(split)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            self.datasets[split] = self.build_dataset(split)
+    def loader(self, dataset: Dataset, batch_size: int, **options: Any) -> DataLoader:
+        """A loader of ``dataset`` with this module's workers, pinning and :func:`collate`; ``options`` go to
+        :class:`DataLoader` (shuffle, sampler, drop_last)."""
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=collate,
-            drop_last=shuffle and len(self.datasets[split]) > batch_size,
+            **options,
         )
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self.build_dataset(split)
+        dataset = self.datasets[split]
+        return self.loader(dataset, batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) > batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -162,6 +188,12 @@ class BaseDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.val_batch_size, shuffle=False)
+
+
+def size_mismatch(first: Path | str, first_image: np.ndarray, second: Path, second_image: np.ndarray) -> BadSampleError:
+    """The error of a sample whose two images (``first`` read as ``first_image``, ...) differ in size."""
+    (h1, w1), (h2, w2) = first_image.shape[:2], second_image.shape[:2]
+    return BadSampleError(f"size mismatch: {first} is {w1}x{h1}, {second} is {w2}x{h2}")
 
 
 def layout_error(root: Path, expected: str, problem: str) -> LayoutError:

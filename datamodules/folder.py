@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from datamodules.base import (
-    BadSampleError,
     BaseDataModule,
     SampleDataset,
     apply_transform,
@@ -29,12 +28,16 @@ from datamodules.base import (
     list_images,
     paired_transform,
     read_image,
+    size_mismatch,
     to_tensor,
 )
 
-EXPECTED_LAYOUT = """  input/<stem>.png|jpg    images to restore
-  target/<stem>.png|jpg   ground truth, same stems
-  mask/<stem>.png         optional, white = text (or give list_file=<file> with '<stem>' or '<input> <target> [<mask>]' lines)"""
+EXPECTED_LAYOUT = (
+    "  input/<stem>.png|jpg    images to restore\n"
+    "  target/<stem>.png|jpg   ground truth, same stems\n"
+    "  mask/<stem>.png         optional, white = text "
+    "(or give list_file=<file> with '<stem>' or '<input> <target> [<mask>]' lines)"
+)
 
 
 def mask_from_difference(
@@ -130,16 +133,12 @@ class PairedFolderDataset(SampleDataset):
         name, input_path, target_path, mask_path = self.pairs[index]
         image, target = read_image(input_path), read_image(target_path)
         if image.shape != target.shape:
-            raise BadSampleError(
-                f"size mismatch: {input_path} is {image.shape[1]}x{image.shape[0]}, {target_path} is {target.shape[1]}x{target.shape[0]}"
-            )
+            raise size_mismatch(input_path, image, target_path, target)
         mask = None
         if mask_path is not None:
             mask = read_image(mask_path, "L")
             if mask.shape != image.shape[:2]:
-                raise BadSampleError(
-                    f"size mismatch: mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, {input_path} is {image.shape[1]}x{image.shape[0]}"
-                )
+                raise size_mismatch(f"mask {mask_path}", mask, input_path, image)
         elif self.derive_mask:
             mask = mask_from_difference(image, target, self.mask_threshold)
         image, target, mask = apply_transform(self.transform, image, target, mask)

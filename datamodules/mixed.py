@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, WeightedRandomSampler
 
-from datamodules.base import BaseDataModule, collate
+from datamodules.base import BaseDataModule
 
 
 class MixedDataModule(BaseDataModule):
@@ -67,13 +67,4 @@ class MixedDataModule(BaseDataModule):
             replacement=True,
             generator=torch.Generator().manual_seed(self.seed),
         )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            collate_fn=collate,
-            drop_last=len(dataset) > self.batch_size,
-        )
+        return self.loader(dataset, self.batch_size, sampler=sampler, drop_last=len(dataset) > self.batch_size)

@@ -122,7 +122,8 @@ class PosterEraseDataModule(TextRemovalDataModule):
             image = self._find(columns[1])
             if image is None:
                 missing.append(
-                    f"{source}: {columns[1]} not found under {' or '.join(str(a) for a in self.archives[:2])}{' ...' if len(self.archives) > 2 else ''}"
+                    f"{source}: {columns[1]} not found under {' or '.join(str(a) for a in self.archives[:2])}"
+                    f"{' ...' if len(self.archives) > 2 else ''}"
                 )
                 continue
             target = None

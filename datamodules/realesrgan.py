@@ -107,7 +107,8 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: float | None = None, the
 def generalized_gaussian_kernel(
     size: int, sigma_x: float, sigma_y: float | None, theta: float, beta: float
 ) -> np.ndarray:
-    """Generalized Gaussian ``exp(-½ (xᵀΣ⁻¹x)^β)`` (β = 1: Gaussian), sum 1 (BasicSR ``bivariate_generalized_Gaussian``)."""
+    """Generalized Gaussian ``exp(-½ (xᵀΣ⁻¹x)^β)`` (β = 1: Gaussian), sum 1
+    (BasicSR ``bivariate_generalized_Gaussian``)."""
     return _normalised(np.exp(-0.5 * np.power(_quadratic_form(size, sigma_x, sigma_y, theta), beta)))
 
 
@@ -285,7 +286,8 @@ class DegradationParams:
 
     @classmethod
     def from_dict(cls, overrides: dict[str, Any] | None) -> DegradationParams:
-        """The defaults with ``overrides`` (config lists become tuples); an unknown key is an error naming the known ones."""
+        """The defaults with ``overrides`` (config lists become tuples); an unknown key is an error naming the
+        known ones."""
         known = set(cls.__dataclass_fields__)
         unknown = set(overrides or {}) - known
         if unknown:

@@ -42,6 +42,7 @@ from datamodules.base import (
     BadSampleError,
     BaseDataModule,
     SampleDataset,
+    TrainDraws,
     layout_error,
     list_images,
     read_image,
@@ -58,6 +59,7 @@ from datamodules.synthetic_text import (
     sample_style,
 )
 from datamodules.textzoom import eval_loaders, sr_sample
+from zoo.imaging.colors import alpha_blend
 from zoo.imaging.fonts import find_fonts
 
 log = logging.getLogger(__name__)
@@ -83,27 +85,6 @@ def as_list(value: str | Sequence[str] | None) -> list[str]:
     if value in (None, "", "???"):
         return []
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
-
-
-class TrainDraws:
-    """The training draws' numpy generator, seeded by ``seed``, this process's torch seed (a loader worker's follows the
-    main process's, and under ``seed_everything(workers=True)`` the rank too) and the distributed rank, as
-    :class:`datamodules.restoration.AllInOneDataset` does; made again when the torch seed changes."""
-
-    seed: int = 0
-    _rng: np.random.Generator | None = None
-    _rng_key: tuple[int, int] | None = None
-
-    def draws(self) -> np.random.Generator:
-        rank = (
-            torch.distributed.get_rank()
-            if torch.distributed.is_available() and torch.distributed.is_initialized()
-            else 0
-        )
-        key = (torch.initial_seed(), rank)
-        if self._rng_key != key:
-            self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
-        return self._rng
 
 
 def pad_to(image: np.ndarray, size: int) -> np.ndarray:
@@ -141,7 +122,10 @@ def realsr_pairs(
     unmatched = [f"{lr_folder.name}/{lr[s].name} (no {hr_folder.name}/ partner)" for s in sorted(set(lr) - set(hr))]
     unmatched += [f"{hr_folder.name}/{hr[s].name} (no {lr_folder.name}/ partner)" for s in sorted(set(hr) - set(lr))]
     if unmatched:
-        message = f"{len(unmatched)} unpaired image(s) in {root}: {', '.join(unmatched[:20])}{' ...' if len(unmatched) > 20 else ''}"
+        message = (
+            f"{len(unmatched)} unpaired image(s) in {root}: {', '.join(unmatched[:20])}"
+            f"{' ...' if len(unmatched) > 20 else ''}"
+        )
         if on_unmatched == "raise":
             raise layout_error(root, REALSR_LAYOUT, message + "\n(data.on_unmatched=skip leaves them out)")
         log.warning("leaving out %s", message)
@@ -322,7 +306,8 @@ class DegradeOnTheFly:
 
 
 def make_degradation(scale: int, degradation: dict | DegradationParams | None) -> RealESRGANDegradation:
-    """The degradation of a datamodule: ``degradation`` overrides GramSR's values; ``data.scale`` wins over its ``scale``."""
+    """The degradation of a datamodule: ``degradation`` overrides GramSR's values; ``data.scale`` wins over its
+    ``scale``."""
     params = degradation if isinstance(degradation, DegradationParams) else DegradationParams.from_dict(degradation)
     return RealESRGANDegradation(params, scale=scale)
 
@@ -374,14 +359,8 @@ class HQCropDataset(TrainDraws, SampleDataset):
         on_bad_sample: str = "raise",
     ):
         super().__init__(on_bad_sample)
-        self.paths, self.crop_size, self.hflip, self.seed, self.split, self.degradation = (
-            paths,
-            crop_size,
-            hflip,
-            seed,
-            split,
-            degradation,
-        )
+        self.paths, self.crop_size, self.hflip = paths, crop_size, hflip
+        self.seed, self.split, self.degradation = seed, split, degradation
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -405,9 +384,9 @@ class HQCropDataset(TrainDraws, SampleDataset):
 
 
 class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
-    """``data=hq_folder`` (module docstring). ``root``: folders and/or list files of HQ images; ``degradation``: overrides
-    of :class:`DegradationParams` (GramSR's values by default); ``val_root``: real pairs folder(s) for validation and
-    test, else ``val_size`` held-out HQ images degraded deterministically."""
+    """``data=hq_folder`` (module docstring). ``root``: folders and/or list files of HQ images; ``degradation``:
+    overrides of :class:`DegradationParams` (GramSR's values by default); ``val_root``: real pairs folder(s) for
+    validation and test, else ``val_size`` held-out HQ images degraded deterministically."""
 
     def __init__(
         self,
@@ -431,13 +410,8 @@ class HQFolderDataModule(DegradeOnTheFly, PairsEvaluation, BaseDataModule):
             raise ValueError(f"data.root is required for HQ training images. Expected:\n{HQ_LAYOUT}")
         if crop_size % scale:
             raise ValueError(f"data.crop_size={crop_size} must be a multiple of data.scale={scale}")
-        self.scale, self.crop_size, self.hflip, self.seed, self.on_bad_sample = (
-            scale,
-            crop_size,
-            hflip,
-            seed,
-            on_bad_sample,
-        )
+        self.scale, self.crop_size, self.hflip = scale, crop_size, hflip
+        self.seed, self.on_bad_sample = seed, on_bad_sample
         self.degradation = make_degradation(scale, degradation)
         paths = hq_image_paths(sources)
         val_roots = as_list(val_root)
@@ -517,12 +491,12 @@ def synthetic_hq(
     if rng.random() < texture_probability:
         pattern = texture(rng, height, width)[..., None]
         dark, light = rng.uniform(0, 120, size=3), rng.uniform(135, 255, size=3)
-        colored = dark * (1 - pattern) + light * pattern
+        colored = alpha_blend(dark, light, pattern)
         y0, y1 = sorted(rng.integers(0, height + 1, size=2))
         x0, x1 = sorted(rng.integers(0, width + 1, size=2))
         y1, x1 = max(y1, y0 + height // 4), max(x1, x0 + width // 4)
         alpha = rng.uniform(0.5, 1.0)
-        image[y0:y1, x0:x1] = image[y0:y1, x0:x1] * (1 - alpha) + colored[y0:y1, x0:x1] * alpha
+        image[y0:y1, x0:x1] = alpha_blend(image[y0:y1, x0:x1], colored[y0:y1, x0:x1], alpha)
     if rng.random() < text_probability:
         count = int(rng.integers(TEXT_RANGES.instances[0], TEXT_RANGES.instances[1] + 1))
         image, _ = render_scene(image, [sample_style(rng, TEXT_RANGES, fonts, image) for _ in range(count)])
@@ -530,8 +504,9 @@ def synthetic_hq(
 
 
 class SyntheticSRDataset(SampleDataset):
-    """``num_samples`` procedural HQ images of ``size``² (:func:`synthetic_hq`), each a function of (seed, split, index);
-    training samples carry ``hr`` + ``name`` (degraded on the device), evaluation ones the degraded SR sample."""
+    """``num_samples`` procedural HQ images of ``size``² (:func:`synthetic_hq`), each a function of (seed, split,
+    index); training samples carry ``hr`` + ``name`` (degraded on the device), evaluation ones the degraded SR
+    sample."""
 
     def __init__(
         self,

@@ -35,17 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from datamodules.base import (
     IMAGE_EXTENSIONS,
-    BadSampleError,
     BaseDataModule,
     SampleDataset,
+    TrainDraws,
     collate,
     layout_error,
     read_image,
+    size_mismatch,
     to_tensor,
 )
 from datamodules.synthetic_text import generate_background, sample_rng
@@ -245,7 +245,7 @@ def center_crop_multiple(array: np.ndarray, base: int) -> np.ndarray:
     return array[y : y + ch, x : x + cw]
 
 
-class AllInOneDataset(SampleDataset):
+class AllInOneDataset(TrainDraws, SampleDataset):
     """Pairs -> samples: training crops + 8-way augmentation, or full test images cropped to /16."""
 
     def __init__(
@@ -258,15 +258,8 @@ class AllInOneDataset(SampleDataset):
         on_bad_sample: str = "raise",
     ):
         super().__init__(on_bad_sample)
-        self.pairs, self.train, self.patch_size, self.crop_multiple, self.seed = (
-            list(pairs),
-            train,
-            patch_size,
-            crop_multiple,
-            seed,
-        )
-        self._rng: np.random.Generator | None = None
-        self._rng_key: tuple[int, int] | None = None
+        self.pairs, self.train, self.seed = list(pairs), train, seed
+        self.patch_size, self.crop_multiple = patch_size, crop_multiple
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -276,11 +269,9 @@ class AllInOneDataset(SampleDataset):
         target = read_image(pair.target)
         image = read_image(pair.input) if pair.input is not None else None
         if image is not None and image.shape != target.shape:
-            raise BadSampleError(
-                f"size mismatch: {pair.input} is {image.shape[1]}x{image.shape[0]}, {pair.target} is {target.shape[1]}x{target.shape[0]}"
-            )
+            raise size_mismatch(pair.input, image, pair.target, target)
         if self.train:
-            rng = self._generator()
+            rng = self.draws()
             target, image = self._crop(rng, target, image)
             if image is None:
                 image = add_noise(target, pair.sigma, rng)
@@ -298,20 +289,6 @@ class AllInOneDataset(SampleDataset):
             "set": pair.set,
             "name": pair.name,
         }
-
-    def _generator(self) -> np.random.Generator:
-        """The training draws' generator, seeded by ``seed``, this process's torch seed (a loader worker's
-        follows the main process's, and under Lightning's ``seed_everything(workers=True)`` the rank too) and
-        the distributed rank; made again when the torch seed changes (a new worker, a new seed)."""
-        rank = (
-            torch.distributed.get_rank()
-            if torch.distributed.is_available() and torch.distributed.is_initialized()
-            else 0
-        )
-        key = (torch.initial_seed(), rank)
-        if self._rng_key != key:
-            self._rng, self._rng_key = np.random.default_rng([self.seed, *key]), key
-        return self._rng
 
     def _crop(self, rng: np.random.Generator, target: np.ndarray, image: np.ndarray | None):
         size = self.patch_size

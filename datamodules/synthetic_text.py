@@ -23,11 +23,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from datamodules.base import BaseDataModule, SampleDataset, list_images, read_image, to_tensor
+from zoo.imaging.colors import Color, alpha_blend, contrasting_color, uniform_color
 from zoo.imaging.fonts import DEFAULT_FONT, find_fonts, load_font
 from zoo.imaging.masks import dilate_mask
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-Color = tuple[int, int, int]
 
 
 @dataclass
@@ -91,10 +91,6 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------------ backgrounds
-def _random_color(rng: np.random.Generator) -> np.ndarray:
-    return rng.uniform(0, 255, size=3)
-
-
 BACKGROUND_KINDS = {"gradient": 0.45, "noise": 0.4, "flat": 0.15}
 
 
@@ -117,15 +113,15 @@ def generate_background(
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         t = np.cos(angle) * xx / width + np.sin(angle) * yy / height
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        background = _random_color(rng) * (1 - t[..., None]) + _random_color(rng) * t[..., None]
+        background = alpha_blend(uniform_color(rng), uniform_color(rng), t[..., None])
     elif kind == "noise":
         cells = int(rng.integers(2, 9))
         coarse = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
         smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
-        base = _random_color(rng)
+        base = uniform_color(rng)
         background = base + (smooth - smooth.mean(axis=(0, 1))) * rng.uniform(0.2, 0.8)
     else:
-        background = np.broadcast_to(_random_color(rng), (height, width, 3)).astype(np.float32)
+        background = np.broadcast_to(uniform_color(rng), (height, width, 3)).astype(np.float32)
     if rng.random() < shapes_probability:
         background = _draw_shapes(rng, background)
     background = background + rng.normal(0, rng.uniform(0, 4), size=background.shape)
@@ -139,7 +135,7 @@ def _draw_shapes(rng: np.random.Generator, background: np.ndarray) -> np.ndarray
     for _ in range(int(rng.integers(1, 5))):
         x0, x1 = sorted(rng.uniform(-0.2, 1.2, size=2) * width)
         y0, y1 = sorted(rng.uniform(-0.2, 1.2, size=2) * height)
-        color = tuple(int(c) for c in _random_color(rng))
+        color = tuple(int(c) for c in uniform_color(rng))
         shape = rng.choice(["rectangle", "ellipse", "line"])
         if shape == "rectangle":
             draw.rectangle((x0, y0, x1, y1), fill=color)
@@ -162,16 +158,6 @@ def load_background(path: Path, rng: np.random.Generator, height: int, width: in
 
 
 # ------------------------------------------------------------------------------------------ styles
-def contrasting_color(rng: np.random.Generator, reference: np.ndarray, min_distance: float) -> Color:
-    for _ in range(20):
-        color = _random_color(rng)
-        if np.linalg.norm(color - reference) >= min_distance:
-            break
-    else:  # fall back to black or white, whichever is further
-        color = np.zeros(3) if reference.mean() > 127 else np.full(3, 255.0)
-    return tuple(int(c) for c in color)
-
-
 def sample_style(
     rng: np.random.Generator, ranges: StyleRanges, fonts: Sequence[str], background: np.ndarray
 ) -> TextStyle:
@@ -181,7 +167,7 @@ def sample_style(
     center = (float(rng.uniform(0.15, 0.85)), float(rng.uniform(0.15, 0.85)))
     cy, cx = int(center[1] * (height - 1)), int(center[0] * (width - 1))
     local = background[max(0, cy - 4) : cy + 5, max(0, cx - 4) : cx + 5].reshape(-1, 3).mean(axis=0)
-    color = contrasting_color(rng, local, ranges.min_contrast)
+    color = contrasting_color(rng, local, ranges.min_contrast, uniform_color)
     n_chars = int(rng.integers(ranges.chars[0], ranges.chars[1] + 1))
     style = TextStyle(
         text="".join(rng.choice(list(ranges.alphabet), size=n_chars)),
@@ -194,7 +180,9 @@ def sample_style(
     )
     if rng.random() < ranges.stroke_probability:
         style.stroke_width = int(rng.integers(ranges.stroke_width[0], ranges.stroke_width[1] + 1))
-        style.stroke_color = contrasting_color(rng, np.asarray(color, dtype=np.float64), ranges.min_contrast)
+        style.stroke_color = contrasting_color(
+            rng, np.asarray(color, dtype=np.float64), ranges.min_contrast, uniform_color
+        )
     if rng.random() < ranges.shadow_probability:
         style.shadow = True
         style.shadow_offset = (int(rng.integers(-3, 4)), int(rng.integers(1, 4)))
@@ -249,7 +237,7 @@ def _paste(canvas: np.ndarray, coverage: np.ndarray, rgba: np.ndarray, x0: int, 
         return
     part = rgba[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     alpha = part[..., 3:4]
-    canvas[ys, xs] = canvas[ys, xs] * (1 - alpha) + part[..., :3] * alpha
+    canvas[ys, xs] = alpha_blend(canvas[ys, xs], part[..., :3], alpha)
     coverage[ys, xs] = np.maximum(coverage[ys, xs], alpha[..., 0])
 
 

@@ -29,6 +29,7 @@ from datamodules.base import (
     layout_error,
     list_images,
     read_image,
+    size_mismatch,
     to_tensor,
 )
 from zoo.imaging.masks import rasterize
@@ -222,8 +223,9 @@ class TextRemovalDataset(SampleDataset):
         fraction = float((mask > 0).mean())
         if fraction > self.max_mask_fraction:
             raise BadSampleError(
-                f"{record.image} and {record.target} differ on {fraction:.0%} of the pixels (more than max_mask_fraction="
-                f"{self.max_mask_fraction}): not a matching pair (colour-swapped or wrong file?)"
+                f"{record.image} and {record.target} differ on {fraction:.0%} of the pixels "
+                f"(more than max_mask_fraction={self.max_mask_fraction}): "
+                "not a matching pair (colour-swapped or wrong file?)"
             )
         return mask
 
@@ -234,9 +236,7 @@ class TextRemovalDataset(SampleDataset):
         target = read_image(record.target) if record.target is not None else None
         if target is not None and target.shape != image.shape:
             if not record.resize_target:
-                raise BadSampleError(
-                    f"size mismatch: {record.image} is {image.shape[1]}x{image.shape[0]}, {record.target} is {target.shape[1]}x{target.shape[0]}"
-                )
+                raise size_mismatch(record.image, image, record.target, target)
             target = resize_image(target, image.shape[:2], self.interpolation)
         polygons = record.polygons if record.annotation is None else read_polygon_file(record.annotation)
         if polygons is not None:

@@ -49,7 +49,6 @@ from datamodules.base import (
     BadSampleError,
     BaseDataModule,
     SampleDataset,
-    collate,
     layout_error,
     list_images,
     read_image,
@@ -57,7 +56,6 @@ from datamodules.base import (
 )
 from datamodules.synthetic_text import (
     BACKGROUND_KINDS,
-    contrasting_color,
     from_overrides,
     generate_background,
     make_ranges,
@@ -67,6 +65,7 @@ from datamodules.synthetic_text import (
     sample_style,
 )
 from zoo.errors import LayoutError
+from zoo.imaging.colors import contrasting_color, uniform_color
 from zoo.imaging.fonts import find_fonts
 
 log = logging.getLogger(__name__)
@@ -145,18 +144,7 @@ def decode_image(data: bytes, where: str) -> Image.Image:
 
 def eval_loaders(module: BaseDataModule, datasets: Sequence[SampleDataset]) -> list[DataLoader]:
     """One evaluation loader per dataset (one per evaluation set), in order."""
-    return [
-        DataLoader(
-            d,
-            batch_size=module.val_batch_size,
-            shuffle=False,
-            num_workers=module.num_workers,
-            pin_memory=module.pin_memory,
-            persistent_workers=module.persistent_workers,
-            collate_fn=collate,
-        )
-        for d in datasets
-    ]
+    return [module.loader(d, module.val_batch_size, shuffle=False) for d in datasets]
 
 
 # -------------------------------------------------------------------------------------- TextZoom
@@ -375,9 +363,9 @@ class SyntheticTextLinesDataset(SampleDataset):
         if (
             np.linalg.norm(np.asarray(style.color, dtype=np.float64) - middle) < self.ranges.min_contrast
         ):  # it was drawn for another spot
-            style.color = contrasting_color(rng, middle, self.ranges.min_contrast)
+            style.color = contrasting_color(rng, middle, self.ranges.min_contrast, uniform_color)
             style.stroke_color = contrasting_color(
-                rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast
+                rng, np.asarray(style.color, dtype=np.float64), self.ranges.min_contrast, uniform_color
             )
         for _ in range(4):
             layer = render_text_layer(style)

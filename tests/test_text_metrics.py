@@ -168,7 +168,9 @@ def test_score_tool_pairs_by_name_and_matches_the_formulas(tmp_path):
         write_image(mask_dir / f"{name}.png", mask)
         refs.append(script_reference(out, gt))
     out_file = tmp_path / "scores.json"
-    run_tool("score.py", "--pred", str(pred_dir), "--gt", str(gt_dir), "--protocol", "erasenet", "--out", str(out_file))
+    run_tool(
+        "score.py", "--pred", str(pred_dir), "--gt", str(gt_dir), "--protocol", "erasenet", "--json", str(out_file)
+    )
     scores = json.loads(out_file.read_text())
     for key in ("psnr", "mssim", "mse", "age", "peps", "pceps"):
         assert scores[key] == pytest.approx(np.mean([r[key] for r in refs]), rel=1e-6, abs=1e-6), key  # float32 sums
@@ -183,7 +185,7 @@ def test_score_tool_pairs_by_name_and_matches_the_formulas(tmp_path):
         "garnet",
         "--mask",
         str(mask_dir),
-        "--out",
+        "--json",
         str(out_file),
     )
     garnet = json.loads(out_file.read_text())
@@ -200,28 +202,20 @@ def test_score_tool_pairs_by_name_and_matches_the_formulas(tmp_path):
 
 def test_eval_on_scut_enstext_prints_the_protocol_table_that_score_reproduces(tmp_path):
     import zoo
-    from tests.text_fixtures import make_scut_enstext
+    from tests.text_fixtures import eval_on_scut_enstext, make_scut_enstext
 
     root = make_scut_enstext(tmp_path / "SCUT-EnsText")
     weights = tmp_path / "deeperaser.pth"
     torch.save({f"module.{k}": v for k, v in zoo.create_model("deeperaser").state_dict().items()}, weights)
     run_dir = tmp_path / "eval"
-    result = run_tool(
-        "eval.py",
-        "experiment=deeperaser_scut_enstext",
-        f"data.root={root}",
-        f"checkpoint={weights}",
-        "data.size=64",
-        "data.num_workers=0",
-        "data.val_batch_size=2",
-        "save_images=true",
-        f"hydra.run.dir={run_dir}",
-    )
+    result = eval_on_scut_enstext(root, weights, run_dir, 2)
     assert "erasenet/pceps" in result.stdout and "erasenet/mssim" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     out_file = tmp_path / "scores.json"
     labels = root / "test" / "all_labels"
-    run_tool("score.py", "--pred", str(run_dir / "images"), "--gt", str(labels), "--size", "64", "--out", str(out_file))
+    run_tool(
+        "score.py", "--pred", str(run_dir / "images"), "--gt", str(labels), "--size", "64", "--json", str(out_file)
+    )
     scores = json.loads(out_file.read_text())
     assert scores["count"] == 3
     for key in ("psnr", "mssim", "mse", "age", "peps", "pceps"):  # in memory (8-bit outputs) == from the saved files

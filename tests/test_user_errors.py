@@ -16,7 +16,7 @@ import torch
 import zoo
 from rezoo.export import export
 from tests.conftest import ROOT, run_tool, write_image
-from zoo import weights
+from zoo.manifest import manifest_entry
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,12 @@ def infer(*args: str) -> subprocess.CompletedProcess:
     return run_tool("infer.py", *args, check=False, timeout=120)
 
 
+def erase(image: Path, mask: Path, out: Path, weights: Path | None = None) -> subprocess.CompletedProcess:
+    """``infer`` of DeepEraser on ``image`` with ``mask`` into ``out``, from ``weights`` (default: the released)."""
+    flags = ["--weights", str(weights)] if weights else []
+    return infer("--model", "deeperaser", *flags, "--input", str(image), "--mask", str(mask), "--out", str(out))
+
+
 def test_infer_offline_default_weights(files, tmp_path, monkeypatch):
     """No network (here: every proxy is a closed port on 127.0.0.1, so nothing leaves the machine)."""
     with socket.socket() as probe:
@@ -70,17 +76,8 @@ def test_infer_offline_default_weights(files, tmp_path, monkeypatch):
     for name in ("no_proxy", "NO_PROXY", "REZOO_MANIFEST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
-    entry = weights.manifest_entry("deeperaser", "scut_enstext")
-    result = infer(
-        "--model",
-        "deeperaser",
-        "--input",
-        str(files["image"]),
-        "--mask",
-        str(files["mask"]),
-        "--out",
-        str(tmp_path / "out"),
-    )
+    entry = manifest_entry("deeperaser", "scut_enstext")
+    result = erase(files["image"], files["mask"], tmp_path / "out")
     message = assert_user_error(
         result,
         f"cannot download {entry['url']}: ",
@@ -92,18 +89,7 @@ def test_infer_offline_default_weights(files, tmp_path, monkeypatch):
 
 
 def test_infer_corrupt_image(files, tmp_path):
-    result = infer(
-        "--model",
-        "deeperaser",
-        "--weights",
-        str(files["deeperaser"]),
-        "--input",
-        str(files["corrupt"]),
-        "--mask",
-        str(files["mask"]),
-        "--out",
-        str(tmp_path),
-    )
+    result = erase(files["corrupt"], files["mask"], tmp_path, files["deeperaser"])
     assert_user_error(result, f"cannot read image {files['corrupt']}")
 
 
@@ -121,18 +107,7 @@ def test_infer_without_the_mask_the_model_needs(files, tmp_path, model):
     ],
 )
 def test_infer_with_weights_of_another_model(files, tmp_path, weights_file, expected):
-    result = infer(
-        "--model",
-        "deeperaser",
-        "--weights",
-        str(files[weights_file]),
-        "--input",
-        str(files["image"]),
-        "--mask",
-        str(files["mask"]),
-        "--out",
-        str(tmp_path),
-    )
+    result = erase(files["image"], files["mask"], tmp_path, files[weights_file])
     message = assert_user_error(result, str(files[weights_file]), expected, "--model")
     assert message.count("\n") == 1
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from tests.conftest import write_image
+from tests.conftest import run_tool, write_image
 
 SIZE = 64  # fixture images are small; the datamodules resize to the protocols' sizes
 
@@ -58,6 +59,24 @@ def make_scut_enstext(root: Path, seed: int = 0) -> Path:
                 ("\r\n".join(lines) + ("\r\n" if lines else "")).encode()
             )
     return root
+
+
+def eval_on_scut_enstext(
+    root: Path, checkpoint: Path, run_dir: Path, batch: int, *overrides: str
+) -> subprocess.CompletedProcess:
+    """``tools/eval.py`` of DeepEraser's SCUT-EnsText recipe on the fixture at ``root``, 64 px, images saved."""
+    return run_tool(
+        "eval.py",
+        "experiment=deeperaser_scut_enstext",
+        f"data.root={root}",
+        f"checkpoint={checkpoint}",
+        "data.size=64",
+        "data.num_workers=0",
+        f"data.val_batch_size={batch}",
+        "save_images=true",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+    )
 
 
 def make_scut_syn(root: Path, seed: int = 0) -> Path:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.imaging.images import to_uint8
 from zoo.nn.modes import evaluating
 from zoo.registry import register_model
 
@@ -299,21 +300,6 @@ def polygon_from_box(box: np.ndarray, labels: np.ndarray, label: int) -> np.ndar
     return np.array(top + bottom)
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B,3,H,W) RGB in [0,1] -> (B,H,W,3) uint8 (rounded), the 8-bit images EasyOCR's detector reads."""
-    return (
-        images.detach()
-        .to("cpu", torch.float32)
-        .clamp(0, 1)
-        .mul(255)
-        .round()
-        .to(torch.uint8)
-        .permute(0, 2, 3, 1)
-        .contiguous()
-        .numpy()
-    )
-
-
 class CRAFT(nn.Module):
     """CRAFT text detector (clovaai/CRAFT-pytorch ``CRAFT()``, as EasyOCR loads ``craft_mlt_25k.pth``).
 
@@ -391,13 +377,13 @@ class CRAFT(nn.Module):
                 raise ValueError(
                     f"expected (B,3,H,W) RGB images or a list of (3,H,W) ones, got shape {tuple(images.shape)}"
                 )
-            batches = [_to_uint8(images)]
+            batches = [to_uint8(images)]
         else:
             if any(image.ndim != 3 or image.shape[0] != 3 for image in images):
                 raise ValueError(
                     f"expected a list of (3,H,W) RGB images, got shapes {[tuple(image.shape) for image in images]}"
                 )
-            batches = [_to_uint8(image[None]) for image in images]
+            batches = [to_uint8(image[None]) for image in images]
         weight = self.conv_cls[0].weight
         with evaluating(self):
             results = []
@@ -430,7 +416,10 @@ class CRAFT(nn.Module):
     params=20_770_466,
     default_tag="mlt_25k",
     detector=True,
-    onnx_note="the network exports, but rezoo export has no text-detection signature yet (its box post-processing is NumPy/OpenCV)",
+    onnx_note=(
+        "the network exports, but rezoo export has no text-detection signature yet "
+        "(its box post-processing is NumPy/OpenCV)"
+    ),
 )
 def craft(**kwargs) -> CRAFT:
     """CRAFT text detector (Baek et al. CVPR 2019; 20,770,466 parameters), EasyOCR's ``craft_mlt_25k`` weights."""

@@ -49,9 +49,14 @@ def list_images(folder: Path) -> dict[str, Path]:
     return found
 
 
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """(...,C,H,W) float [0,1] -> (...,H,W,C) uint8 on the CPU: clamped to [0,1], ×255, rounded half to even."""
+    return (tensor.detach().float().clamp(0, 1) * 255).round().byte().movedim(-3, -1).contiguous().cpu().numpy()
+
+
 def save_image(tensor: torch.Tensor, path: Path) -> None:
     """(3|1,H,W) float [0,1] -> 8-bit PNG/JPEG (parent folders created)."""
-    array = (tensor.detach().float().clamp(0, 1) * 255).round().byte().cpu()
-    array = array.expand(3, -1, -1) if array.shape[0] == 1 else array
+    array = to_uint8(tensor)
+    array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.permute(1, 2, 0).numpy()).save(path)
+    Image.fromarray(array).save(path)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from zoo.metrics import Scorer
+
 Detector = Callable[[np.ndarray], Sequence[np.ndarray]]  # uint8 HxWx3 -> polygons (K,2)
 
 DETEVAL_RECALL, DETEVAL_PRECISION, DETEVAL_CENTER = 0.8, 0.4, 1.0
@@ -242,37 +244,29 @@ class DetectionScore:
         return {"precision": precision, "recall": recall, "f": f}
 
 
-class DetectorScorer:
+class DetectorScorer(Scorer):
     """``tools/eval.py ... detector=craft``: ``detect`` runs on each erased output, its words are scored
     against the sample's annotated text boxes with ``rule``; ``compute`` gives ``det_precision``,
     ``det_recall`` and ``det_fmeasure`` (lower is better: less text left to find)."""
 
     def __init__(self, detect: Callable[[torch.Tensor], list[list[np.ndarray]]], rule: str = "deteval"):
+        super().__init__(("det_words",))
         self.detect, self.score = detect, DetectionScore(rule)
-        self.per_image: dict[str, list[float]] = {"det_words": []}
-        self.names: list[str] = []
 
-    def update(
-        self,
-        output: torch.Tensor,
-        target: torch.Tensor,
-        image: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        names=None,
-        boxes=None,
-    ) -> None:
+    def score_batch(self, output, target, image, mask, names, boxes) -> dict[str, list[float]]:
         if boxes is None:
             raise ValueError(
                 "detection scores need the annotated text boxes of each sample (a dataset with text annotations)"
             )
+        counts = []
         for sample, gt in zip(output, boxes):
             words = self.detect(sample[None])[0]
             self.score.update(
                 [np.asarray(box, np.float64) for box in np.asarray(gt.cpu() if isinstance(gt, torch.Tensor) else gt)],
                 words,
             )
-            self.per_image["det_words"].append(float(len(words)))
-        self.names.extend(names or [str(len(self.names) + i) for i in range(len(output))])
+            counts.append(float(len(words)))
+        return {"det_words": counts}
 
     def compute(self) -> dict[str, float]:
         result = self.score.compute()

@@ -7,7 +7,7 @@ Full reference (``pred`` vs ``gt``, at the stored size — no crop, no resize, n
 
 * ``psnr`` = pyiqa ``create_metric('psnr', test_y_channel=True, color_space='ycbcr')``: on the luma
   Y = (65.481R + 128.553G + 24.966B + 16)/255 of RGB in [0,1] (ITU-R BT.601 "ycbcr", offset 16,
-  :func:`y_channel`) **not rounded**, data range 1, float32, 10·log10(1/(MSE + 1e-8)): identical images
+  :func:`zoo.metrics.ycbcr_y`) **not rounded**, data range 1, float32, 10·log10(1/(MSE + 1e-8)): identical images
   score 80 dB (pyiqa's value), never inf.
 * ``ssim`` = pyiqa ``create_metric('ssim', test_y_channel=True, color_space='ycbcr')``: on Y·255
   **rounded to integers**, float64, 11x11 Gaussian window (σ 1.5, normalised, held in float32 as pyiqa's
@@ -26,10 +26,11 @@ Full reference (``pred`` vs ``gt``, at the stored size — no crop, no resize, n
   these FIDs differ from the published ones: compare them only with each other.
 
 Backbone weights (LPIPS, DISTS): a local file (``lpips_weights=`` / ``dists_weights=``; ``rezoo score
---lpips-weights``), else the torch hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps
-them), else :func:`zoo.weights.download` (``$REZOO_CACHE`` when set). A metric named in ``metrics`` whose
-weights cannot be had is an error naming the file, its URL and the ways out; with the default metric list
-it is skipped instead, with a warning and an entry in :attr:`RealSRScorer.skipped`.
+--lpips-weights``), else the manifest's ``alexnet_imagenet`` / ``vgg16_imagenet`` files through
+:func:`zoo.hub.fetch_auxiliary` (the zoo cache or the torch hub cache, where torchvision keeps them, else a
+download; checked against their sha256). A metric named in ``metrics`` whose weights cannot be had is an
+error naming the file, its URL and the ways out; with the default metric list it is skipped instead, with a
+warning and an entry in :attr:`RealSRScorer.skipped`.
 
 No reference (``pred`` only), through pyiqa when it is installed (``pip install pyiqa``; PolyForm
 Noncommercial licence, weights downloaded by pyiqa on first use): ``niqe``, ``musiq`` (KonIQ), ``maniqa``
@@ -58,11 +59,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import DownloadError, InputError, WeightsError
-from zoo.metrics import gaussian_kernel
+from zoo.metrics import Scorer, gaussian_kernel, ycbcr_y
 
-# ITU-R BT.601 RGB [0,1] -> YCbCr on 0-255 (columns Y, Cb, Cr), then the offsets (MATLAB's rgb2ycbcr)
-BT601 = ((65.481, -37.797, 112.0), (128.553, -74.203, -93.786), (24.966, 112.0, -18.214))
-BT601_OFFSET = (16.0, 128.0, 128.0)
 PSNR_EPS = 1e-8  # added to the MSE: identical images score 10·log10(1e8) = 80 dB
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 
@@ -75,36 +73,15 @@ PYIQA_HINT = (
     "pip install pyiqa to enable them (optional; PolyForm Noncommercial licence, weights download on first use)"
 )
 
-# metric -> (torchvision weights enum, architecture): the ImageNet backbones torchmetrics builds
-BACKBONES = {"lpips": ("AlexNet_Weights", "AlexNet"), "dists": ("VGG16_Weights", "VGG-16")}
-
-
-def ycbcr(images: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 YCbCr of (B,3,H,W) RGB in [0,1] -> (B,3,H,W) float32 on [0,1] (Y in [16/255, 235/255]):
-    ``(RGB · BT601 + (16, 128, 128)) / 255``, one float32 matrix product per pixel."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected (B,3,H,W) RGB images, got {tuple(images.shape)}")
-    matrix = torch.tensor(BT601, dtype=torch.float32, device=images.device)
-    offset = torch.tensor(BT601_OFFSET, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return (torch.matmul(images.float().permute(0, 2, 3, 1), matrix).permute(0, 3, 1, 2) + offset) / 255.0
-
-
-def y_channel(images: torch.Tensor) -> torch.Tensor:
-    """BT.601 "ycbcr" luma with offset 16 (pyiqa's ``to_y_channel(x, 1, 'ycbcr')``): (B,3,H,W) RGB in [0,1]
-    -> (B,1,H,W) float32, ``(65.481R + 128.553G + 24.966B + 16) / 255``.
-
-    Taken from the full 3x3 float32 product (:func:`ycbcr`), which gives pyiqa's bits on every 8-bit colour
-    and image size tried (CPU); a weighted sum, or a product with the Y column alone, differs in the last
-    bit on 13-18% of pixels, enough to flip the rounding of Y·255 on a few.
-    """
-    return ycbcr(images)[:, :1]
+# metric -> (the manifest's auxiliary entry, architecture): the torchvision ImageNet backbones torchmetrics builds
+BACKBONES = {"lpips": ("alexnet_imagenet", "AlexNet"), "dists": ("vgg16_imagenet", "VGG-16")}
 
 
 def psnr_y(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (B,) on the un-rounded Y (:func:`y_channel`), data range 1, float32 as pyiqa:
+    """Per-image PSNR (B,) on the un-rounded Y (:func:`zoo.metrics.ycbcr_y`), data range 1, float32 as pyiqa:
     10·log10(1 / (MSE + 1e-8)) — 80 dB for identical images."""
     _check_pair(pred, target)
-    mse = (y_channel(pred) - y_channel(target)).pow(2).mean(dim=(1, 2, 3))
+    mse = (ycbcr_y(pred) - ycbcr_y(target)).pow(2).mean(dim=(1, 2, 3))
     return 10 * torch.log10(1.0 / (mse + PSNR_EPS))
 
 
@@ -123,8 +100,8 @@ def ssim_y(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} px, got {pred.shape[-1]}x{pred.shape[-2]}"
         )
-    x = (y_channel(pred) * 255).round().double()
-    y = (y_channel(target) * 255).round().double()
+    x = (ycbcr_y(pred) * 255).round().double()
+    y = (ycbcr_y(target) * 255).round().double()
     window = ssim_window(torch.float64, x.device)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
@@ -156,39 +133,19 @@ def parse_metrics(metrics: str | Sequence[str] | None) -> list[str]:
 
 
 def backbone_url(metric: str) -> str:
-    """The URL of the torchvision ImageNet weights torchmetrics' ``metric`` network loads (``.DEFAULT``)."""
-    import torchvision.models
+    """The URL of the torchvision ImageNet weights torchmetrics' ``metric`` network loads (the manifest's auxiliary
+    entry: torchvision's ``.DEFAULT``, whose file name torchvision looks for in its cache)."""
+    from zoo.manifest import auxiliary_entry
 
-    return getattr(torchvision.models, BACKBONES[metric][0]).DEFAULT.url
+    return auxiliary_entry(BACKBONES[metric][0])["url"]
 
 
 def backbone_weights(metric: str, path: str | os.PathLike | None = None) -> Path:
-    """The backbone file of ``lpips``/``dists``: ``path``, else the torch hub cache, else a download into the
-    zoo cache; a :class:`DownloadError` naming the file, its URL and what to do when none works."""
-    url = backbone_url(metric)
-    name = url.rsplit("/", 1)[-1]
-    arch = BACKBONES[metric][1]
-    if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise WeightsError(
-                f"{metric}_weights: {path} is not a file (expected torchvision's ImageNet {arch}, {name} from {url})"
-            )
-        return path
-    hub_file = Path(torch.hub.get_dir()) / "checkpoints" / name
-    if hub_file.is_file():
-        return hub_file
-    from zoo.weights import WAY_OUT, download
+    """The backbone file of ``lpips``/``dists``: ``path``, else the manifest's file from the cache or a download
+    (:func:`zoo.hub.fetch_auxiliary`); one-line errors naming the file, its URL and the ways out."""
+    from zoo.hub import fetch_auxiliary
 
-    try:
-        return download(url, None, name)
-    except DownloadError as error:
-        reason = str(error).split("; " + WAY_OUT.split(" {")[0])[0].removeprefix(f"cannot download {url}: ")
-        raise DownloadError(
-            f"{metric} needs torchvision's ImageNet {arch} weights {name} from {url}: not in {hub_file.parent} and not "
-            f"downloadable ({reason}). Download it elsewhere and pass --{metric}-weights FILE (rezoo score) or "
-            f"{metric}_weights=FILE (rezoo eval), or copy it into {hub_file.parent}/; or leave {metric} out of --metrics."
-        ) from error
+    return fetch_auxiliary(BACKBONES[metric][0], path)
 
 
 @contextmanager
@@ -240,8 +197,9 @@ def build_network(metric: str, weights: str | os.PathLike | None = None) -> torc
 
                 net = DISTSNetwork()
     except (RuntimeError, KeyError, EOFError, OSError) as error:  # a file of another network, or not a state dict
+        arch = BACKBONES[metric][1]
         raise WeightsError(
-            f"{metric}: {path} is not torchvision's ImageNet {BACKBONES[metric][1]} ({name}): {str(error).splitlines()[0]}"
+            f"{metric}: {path} is not torchvision's ImageNet {arch} ({name}): {str(error).splitlines()[0]}"
         ) from error
     return net.eval().requires_grad_(False)
 
@@ -258,7 +216,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-class RealSRScorer:
+class RealSRScorer(Scorer):
     """Per-image real-world SR scores over a test set (the ``realsr`` protocol of ``rezoo score`` / ``eval``).
 
     ``metrics``: names or a comma list from :data:`METRICS` (default :data:`DEFAULT_METRICS`:
@@ -303,8 +261,7 @@ class RealSRScorer:
 
             self.fid = FIDScorer(FIDInception(fid_weights))
         self.computed = [m for m in self.metrics if m not in self.skipped and m not in SET_LEVEL]
-        self.per_image: dict[str, list[float]] = {m: [] for m in self.computed}
-        self.names: list[str] = []
+        super().__init__(self.computed)
 
     def _load_pyiqa(self, names: list[str], warn: Callable[[str], None]) -> None:
         try:
@@ -324,26 +281,20 @@ class RealSRScorer:
                     if isinstance(error, ImportError)
                     else "its weights are downloaded on first use"
                 )
-                reason = f"pyiqa could not create {name} ({why}): {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+                first_line = (str(error).splitlines() or [""])[0]
+                reason = f"pyiqa could not create {name} ({why}): {type(error).__name__}: {first_line}"
                 self.skipped[name] = reason
                 warn(f"{name} skipped: {reason}")
 
-    def update(
-        self,
-        output: torch.Tensor,
-        target: torch.Tensor,
-        image: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        names=None,
-        boxes=None,
-    ) -> None:
+    def score_batch(self, output, target, image, mask, names, boxes) -> dict[str, torch.Tensor]:
         """Score a batch of (B,3,H,W) outputs against their targets (both rounded to 8 bits first, as
         files); ``image``, ``mask`` and ``boxes`` are unused."""
         from zoo.metrics.text_removal import quantize
 
         if output.shape != target.shape:
             raise InputError(
-                f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size: realsr scores at the stored size, without resizing"
+                f"output {tuple(output.shape)} and target {tuple(target.shape)} differ in size: "
+                "realsr scores at the stored size, without resizing"
             )
         output, target = quantize(output), quantize(target)
         scores: dict[str, torch.Tensor] = {}
@@ -352,7 +303,8 @@ class RealSRScorer:
         if "ssim" in self.per_image:
             if min(output.shape[-2:]) < SSIM_WINDOW:
                 raise InputError(
-                    f"{', '.join(names or ['an image'])}: {output.shape[-1]}x{output.shape[-2]} px, SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} or more"
+                    f"{', '.join(names or ['an image'])}: {output.shape[-1]}x{output.shape[-2]} px, "
+                    f"SSIM needs {SSIM_WINDOW}x{SSIM_WINDOW} or more"
                 )
             scores["ssim"] = ssim_y(output, target)
         device = self.device or output.device
@@ -365,11 +317,9 @@ class RealSRScorer:
                     scores[metric] = torch.cat(
                         [net(output[i : i + 1].to(self.pyiqa_device)).reshape(-1) for i in range(len(output))]
                     )
-        for metric in self.per_image:
-            self.per_image[metric].extend(float(v) for v in scores[metric].double().cpu())
         if self.fid is not None:
             self.fid.update(output, target)
-        self.names.extend(names or [str(len(self.names) + i) for i in range(len(output))])
+        return scores
 
     def compute(self) -> dict[str, float]:
         """The mean over the images of every computed metric (and ``fid``), in the order of ``metrics``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.metrics import gaussian_kernel, luma, ssim_maps
+from zoo.metrics import Scorer, gaussian_kernel, luma, ssim_maps
 
 EP_THRESHOLD = 20  # pEPs: |ΔY| > 20 on the 0-255 scale
 EP_DENOMINATOR = 512 * 512  # the script divides by 512·512 whatever the image size
@@ -148,7 +148,7 @@ def quantize(image: torch.Tensor) -> torch.Tensor:
     return torch.round(image.float().clamp(0, 1) * 255) / 255
 
 
-class ProtocolScorer:
+class ProtocolScorer(Scorer):
     """Accumulates per-image scores of a protocol over a test set.
 
     ``erasenet``: keys ``psnr, mssim, mse, age, peps, pceps, ms_ssim`` on the output (composited with the
@@ -160,19 +160,10 @@ class ProtocolScorer:
     def __init__(self, protocol: str, composite: bool = False):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        super().__init__()
         self.protocol, self.composite = protocol, composite
-        self.per_image: dict[str, list[float]] = {}
-        self.names: list[str] = []
 
-    def update(
-        self,
-        output: torch.Tensor,
-        target: torch.Tensor,
-        image: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        names=None,
-        boxes=None,
-    ) -> None:
+    def score_batch(self, output, target, image, mask, names, boxes) -> dict[str, torch.Tensor]:
         output, target = quantize(output), quantize(target)
         if self.protocol == "erasenet":
             if self.composite:
@@ -185,9 +176,7 @@ class ProtocolScorer:
             if mask is not None:
                 composited = garnet_scores(composite(output, target, mask.float()), target)
                 scores.update({f"{key}_c": value for key, value in composited.items()})
-        for key, values in scores.items():
-            self.per_image.setdefault(key, []).extend(values.tolist())
-        self.names.extend(names or [str(len(self.names) + i) for i in range(len(output))])
+        return scores
 
     def compute(self) -> dict[str, float]:
         return aggregate(self.per_image, self.protocol)

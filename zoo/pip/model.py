@@ -121,6 +121,14 @@ def transposed_attention(
     return out.reshape(b, c, h, w)
 
 
+def projection(dim: int, channels: int, bias: bool) -> tuple[nn.Conv2d, nn.Conv2d]:
+    """Restormer's q/k/v projection: a 1x1 convolution to ``channels``, then a 3x3 depthwise one."""
+    return (
+        nn.Conv2d(dim, channels, 1, bias=bias),
+        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=bias),
+    )
+
+
 class SelfAttention(nn.Module):
     """Restormer's MDTA (keys ``temperature``, ``qkv``, ``qkv_dwconv``, ``project_out``)."""
 
@@ -128,8 +136,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
-        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
+        self.qkv, self.qkv_dwconv = projection(dim, dim * 3, bias)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,10 +152,8 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.kv = nn.Conv2d(dim, dim * 2, 1, bias=bias)
-        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, 3, padding=1, groups=dim * 2, bias=bias)
-        self.q = nn.Conv2d(dim, dim, 1, bias=bias)
-        self.q_dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=bias)
+        self.kv, self.kv_dwconv = projection(dim, dim * 2, bias)
+        self.q, self.q_dwconv = projection(dim, dim, bias)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
         self.top_m = top_m
         if top_m:
@@ -320,12 +325,14 @@ def degradation_weights(degradation: Any, batch: int, classes: int, device: torc
     if degradation.is_floating_point():
         if degradation.shape != (batch, classes):
             raise ValueError(
-                f"float degradation weights must be (B, {classes}) = ({batch}, {classes}), got {tuple(degradation.shape)}"
+                f"float degradation weights must be (B, {classes}) = ({batch}, {classes}), "
+                f"got {tuple(degradation.shape)}"
             )
         return degradation
     if degradation.numel() and (degradation.min() < 0 or degradation.max() >= classes):
         raise ValueError(
-            f"degradation classes must be in 0..{classes - 1} ({', '.join(DEGRADATIONS[:classes])}), got {degradation.tolist()}"
+            f"degradation classes must be in 0..{classes - 1} ({', '.join(DEGRADATIONS[:classes])}), "
+            f"got {degradation.tolist()}"
         )
     if degradation.dim() == 0:
         return F.one_hot(degradation, classes).float().expand(batch, classes)
@@ -333,7 +340,8 @@ def degradation_weights(degradation: Any, batch: int, classes: int, device: torc
         return F.one_hot(degradation, classes).float().mean(dim=1)
     if degradation.shape != (batch,):
         raise ValueError(
-            f"degradation must be an int, (B,) classes or (B, 2) pairs for a batch of {batch}, got shape {tuple(degradation.shape)}"
+            f"degradation must be an int, (B,) classes or (B, 2) pairs for a batch of {batch}, "
+            f"got shape {tuple(degradation.shape)}"
         )
     return F.one_hot(degradation, classes).float()
 
@@ -389,7 +397,8 @@ class PIPBase(nn.Module):
     ) -> None:
         if not len(feat_dims) == len(prompt_dims) == len(prompt_sizes):
             raise ValueError(
-                f"one prompt dim and size per skip level ({len(feat_dims)}); got {list(prompt_dims)}, {list(prompt_sizes)}"
+                f"one prompt dim and size per skip level ({len(feat_dims)}); "
+                f"got {list(prompt_dims)}, {list(prompt_sizes)}"
             )
         self.classes, self.levels = classes, len(feat_dims)
         for level, (feat_dim, prompt_dim, size) in enumerate(zip(feat_dims, prompt_dims, prompt_sizes), start=1):
@@ -417,7 +426,8 @@ class PIPBase(nn.Module):
         if degradation is None:
             if logits is None:
                 raise InputError(
-                    "PIP needs the degradation class (int, (B,) or (B,2) pairs) unless built with sensor=True (blind mode)"
+                    "PIP needs the degradation class (int, (B,) or (B,2) pairs) "
+                    "unless built with sensor=True (blind mode)"
                 )
             return F.one_hot(logits.argmax(1), self.classes).float(), logits
         return degradation_weights(degradation, image.shape[0], self.classes, image.device), logits
@@ -616,36 +626,26 @@ class PIPNAFNet(PIPBase):
         return self.ending(x) + image
 
 
-@register_model(
-    "pip",
+# what both backbones share: an optional degradation condition, the blind-mode sensor, a training forward
+PIP_FIELDS = dict(
     task="restoration",
     inputs=("image", "degradation"),
     optional=("degradation",),
     condition_values={"degradation": DEGRADATIONS},
-    pad_multiple=8,
-    params=27_429_510,
     blind_flag="sensor",
     train_forward=True,
     onnx=True,
 )
+
+
+@register_model("pip", pad_multiple=8, params=27_429_510, **PIP_FIELDS)
 def pip(**kwargs: Any) -> PIPRestormer:
     """PIP on Restormer, the released configuration (27,429,510 parameters with the defaults).
     ``sensor=True`` adds the blind-mode degradation classifier (``degradation`` may then be omitted)."""
     return PIPRestormer(**kwargs)
 
 
-@register_model(
-    "pip_nafnet",
-    task="restoration",
-    inputs=("image", "degradation"),
-    optional=("degradation",),
-    condition_values={"degradation": DEGRADATIONS},
-    pad_multiple=16,
-    params=31_102_223,
-    blind_flag="sensor",
-    train_forward=True,
-    onnx=True,
-)
+@register_model("pip_nafnet", pad_multiple=16, params=31_102_223, **PIP_FIELDS)
 def pip_nafnet(**kwargs: Any) -> PIPNAFNet:
     """PIP on NAFNet, the paper's second backbone (our per-level PIP settings: no release exists).
     ``sensor=True`` adds the blind-mode degradation classifier."""

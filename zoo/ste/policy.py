@@ -120,16 +120,6 @@ class PolicyController(nn.Module):
             raise ValueError("give the number of policies to sample (count) or image features (B, feature_dim)")
         return self.embedding.weight.new_zeros(count, self.embedding_dim)
 
-    def _run(
-        self,
-        count: int | None,
-        features: torch.Tensor | None,
-        actions: torch.Tensor | None,
-        generator: torch.Generator | None,
-    ) -> PolicySample:
-        with torch.autocast(self.embedding.weight.device.type, enabled=False):  # tiny network: fp32 log-probabilities
-            return self._decide(count, None if features is None else features.float(), actions, generator)
-
     def _decide(
         self,
         count: int | None,
@@ -137,37 +127,38 @@ class PolicyController(nn.Module):
         actions: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> PolicySample:
-        step_input = self._start(count, features)
-        state = None
-        chosen, log_probs, entropies = [], [], []
-        for index, head in enumerate(self.out):
-            if index > 0:
-                step_input = self.embedding(chosen[-1] + self.offsets[index - 1])
-            output, state = self.lstm(step_input.unsqueeze(0), state)
-            logits = head(output.squeeze(0))
-            log_p = F.log_softmax(logits, dim=-1)
-            if actions is None:
-                action = torch.multinomial(log_p.exp().detach(), 1, generator=generator).squeeze(1)
-            else:
-                action = actions[:, index]
-            chosen.append(action)
-            log_probs.append(log_p.gather(1, action[:, None]).squeeze(1))
-            entropies.append(-(log_p.exp() * log_p).sum(-1))
-        actions = torch.stack(chosen, dim=1)
-        mask = decision_mask(actions).to(log_probs[0].dtype)
-        return PolicySample(
-            actions, (torch.stack(log_probs, 1) * mask).sum(1), (torch.stack(entropies, 1) * mask).sum(1)
-        )
+        with torch.autocast(self.embedding.weight.device.type, enabled=False):  # tiny network: fp32 log-probabilities
+            step_input = self._start(count, None if features is None else features.float())
+            state = None
+            chosen, log_probs, entropies = [], [], []
+            for index, head in enumerate(self.out):
+                if index > 0:
+                    step_input = self.embedding(chosen[-1] + self.offsets[index - 1])
+                output, state = self.lstm(step_input.unsqueeze(0), state)
+                logits = head(output.squeeze(0))
+                log_p = F.log_softmax(logits, dim=-1)
+                if actions is None:
+                    action = torch.multinomial(log_p.exp().detach(), 1, generator=generator).squeeze(1)
+                else:
+                    action = actions[:, index]
+                chosen.append(action)
+                log_probs.append(log_p.gather(1, action[:, None]).squeeze(1))
+                entropies.append(-(log_p.exp() * log_p).sum(-1))
+            actions = torch.stack(chosen, dim=1)
+            mask = decision_mask(actions).to(log_probs[0].dtype)
+            return PolicySample(
+                actions, (torch.stack(log_probs, 1) * mask).sum(1), (torch.stack(entropies, 1) * mask).sum(1)
+            )
 
     def forward(
         self, count: int | None = None, features: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> PolicySample:
         """Sample ``count`` policies (global) or one per row of ``features`` (image-conditioned)."""
-        return self._run(count, features, None, generator)
+        return self._decide(count, features, None, generator)
 
     def evaluate(self, actions: torch.Tensor, features: torch.Tensor | None = None) -> PolicySample:
         """Log-probability and entropy of given ``actions`` (B, 18) under the current policy."""
-        return self._run(len(actions), features, actions, None)
+        return self._decide(len(actions), features, actions, None)
 
 
 # ---------------------------------------------------------------------------------------- rewards

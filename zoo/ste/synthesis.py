@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from zoo.imaging.colors import Color, alpha_blend, contrasting_color
 from zoo.imaging.fonts import find_fonts, load_font
 
 __all__ = [
@@ -78,7 +79,6 @@ SHADOW_SHIFTS = (1, 3, 5, 7, 9, 12, 15, 18)
 SHADOW_BLURS = (0, 6, 9, 12, 15)
 SHADOW_OPACITIES = (1.0, 0.9, 0.7, 0.5, 0.3)
 COPY_OFFSET = (-5, -10)  # official paste anchor (x − 5, y − 10)
-Color = tuple[int, int, int]
 
 
 @dataclass
@@ -129,7 +129,8 @@ def parse_place(
             vertical = int(float(direction)) == 1
         except (IndexError, TypeError, ValueError):
             raise ValueError(
-                f"place: object {j} must be 'text,size,direction' with an anchor [x, y, ['r,g,b', ...]]; got {objects[j]!r}, {anchor!r}"
+                f"place: object {j} must be 'text,size,direction' with an anchor [x, y, ['r,g,b', ...]]; "
+                f"got {objects[j]!r}, {anchor!r}"
             ) from None
         source = tuple(int(v) for v in boxes[j]) if j < len(boxes) else None
         placements.append(
@@ -152,26 +153,18 @@ def _local_color(image: np.ndarray, x: int, y: int, radius: int = 4) -> np.ndarr
     return image[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1].reshape(-1, 3).mean(0)
 
 
-def _contrasting(rng: np.random.Generator, reference: np.ndarray, min_distance: float = 80.0) -> Color:
-    for _ in range(20):
-        color = rng.integers(0, 256, size=3)
-        if np.linalg.norm(color - reference) >= min_distance:
-            return tuple(int(c) for c in color)  # type: ignore[return-value]
-    return (0, 0, 0) if reference.mean() > 127 else (255, 255, 255)
-
-
 def _text_color(image: np.ndarray, box: Sequence[int], rng: np.random.Generator) -> Color:
     """Colour of the strokes in a text box: the median of the pixels far from the box border's median."""
     x1, y1, x2, y2 = (int(v) for v in box)
     crop = image[max(0, y1) : max(y1 + 1, y2), max(0, x1) : max(x1 + 1, x2)].reshape(-1, 3).astype(np.float32)
     if len(crop) == 0:
-        return _contrasting(rng, np.full(3, 127.0))
+        return contrasting_color(rng, np.full(3, 127.0))
     border = np.concatenate(
         [image[max(0, y1), max(0, x1) : x2], image[min(image.shape[0] - 1, y2 - 1), max(0, x1) : x2]]
     ).reshape(-1, 3)
     background = np.median(border, axis=0) if len(border) else np.median(crop, axis=0)
     far = crop[np.linalg.norm(crop - background, axis=1) > 40]
-    return tuple(int(c) for c in np.median(far, axis=0)) if len(far) else _contrasting(rng, background)  # type: ignore[return-value]
+    return tuple(int(c) for c in np.median(far, axis=0)) if len(far) else contrasting_color(rng, background)  # type: ignore[return-value]
 
 
 def placements_from_boxes(
@@ -205,8 +198,8 @@ def placements_from_boxes(
         y = int(rng.integers(0, max(1, height - extent_h)))
         local = _local_color(image, x + extent_w // 2, y + extent_h // 2)
         colors = [
-            _text_color(image, box, rng) if box is not None else _contrasting(rng, local),
-            _contrasting(rng, local),
+            _text_color(image, box, rng) if box is not None else contrasting_color(rng, local),
+            contrasting_color(rng, local),
             tuple(int(c) for c in rng.integers(0, 256, 3)),
         ]
         text = "".join(rng.choice(list(alphabet), size=chars))
@@ -302,10 +295,6 @@ def _place_layer(layer: np.ndarray, height: int, width: int, x: int, y: int) -> 
 
 def _shift(alpha: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return cv2.warpAffine(alpha, np.float32([[1, 0, dx], [0, 1, dy]]), (alpha.shape[1], alpha.shape[0]))
-
-
-def _blend(canvas: np.ndarray, color: Sequence[float], alpha: np.ndarray) -> np.ndarray:
-    return canvas * (1 - alpha[..., None]) + np.asarray(color, np.float32) * alpha[..., None]
 
 
 def _poisson(result: np.ndarray, original: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -472,7 +461,7 @@ class TextSynthesizer:
         self, canvas: np.ndarray, placement: Placement, style: dict[str, int], rng: np.random.Generator
     ) -> np.ndarray:
         height, width = canvas.shape[:2]
-        colors = placement.colors or [_contrasting(rng, _local_color(canvas, placement.x, placement.y))]
+        colors = placement.colors or [contrasting_color(rng, _local_color(canvas, placement.x, placement.y))]
         color = np.asarray(colors[min(style["C"], len(colors) - 1)], np.float32)
         size = _font_size(placement.size, style["S"], rng)
         font = self.fonts[style["F"] % len(self.fonts)]
@@ -504,12 +493,12 @@ class TextSynthesizer:
                     if style["A2_C"] == 0
                     else (tuple(rng.integers(0, 256, 3)) if style["A2_C"] == 1 else 0.35 * background)
                 )
-                result = _blend(result, shadow_color, shadow)
+                result = alpha_blend(result, np.asarray(shadow_color, np.float32), shadow[..., None])
                 covered = np.maximum(covered, shadow)
             if stroke is not None:
-                result = _blend(result, stroke_color, stroke)
+                result = alpha_blend(result, np.asarray(stroke_color, np.float32), stroke[..., None])
                 covered = np.maximum(covered, stroke)
-        result = _blend(result, color, text)
+        result = alpha_blend(result, np.asarray(color, np.float32), text[..., None])
         if style["Poi"] == 1:
             region = cv2.dilate((covered > 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             result = _poisson(result, canvas, region)
