@@ -39,7 +39,7 @@ import zoo
 from rezoo.flags import add_model_options, add_run_options, architecture_kwargs
 from rezoo.predictor import Predictor, TextFinder, read_mask
 from zoo.errors import InputError, UserError, require_extra
-from zoo.imaging.images import save_image, to_tensor
+from zoo.imaging.images import save_image, to_tensor, to_uint8
 from zoo.imaging.masks import dilate_mask
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: the demo runs offline
@@ -92,11 +92,6 @@ def drawn_mask(layers: list[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
             painted = F.interpolate(painted, size=size, mode="nearest")
         mask = torch.maximum(mask, painted)
     return mask
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """(1,3,H,W) in [0,1] -> HxWx3 uint8, rounded as :func:`zoo.imaging.images.save_image` does."""
-    return (tensor[0].detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class Demo:
@@ -190,7 +185,7 @@ class Demo:
     def _save(self, before: torch.Tensor, after: torch.Tensor) -> tuple[tuple[np.ndarray, np.ndarray], str]:
         path = self.out_dir / f"{self.info.name}-{next(self._counter):04d}.png"
         save_image(after[0], path)
-        return (to_uint8(before), to_uint8(after)), str(path)
+        return (to_uint8(before[0]), to_uint8(after[0])), str(path)
 
     def degradations(self) -> list[str]:
         """The degradation classes the model takes, by name (``ModelInfo.condition_values``)."""
@@ -205,7 +200,7 @@ class Demo:
         """A text detector's words drawn on the image (red quadrilaterals)."""
         import cv2
 
-        canvas = to_uint8(image).copy()
+        canvas = to_uint8(image[0]).copy()
         for box in self.predictor.model.detect(image.to(self.predictor.device))[0]:
             cv2.polylines(canvas, [np.round(box).astype(np.int32).reshape(-1, 1, 2)], True, (255, 0, 0), 2)
         return to_tensor(canvas)[None]

@@ -1,22 +1,89 @@
 """Evaluate weights on a test split: ``rezoo eval zoo=<model> data=<name> checkpoint=<tag|path>``.
 
 ``checkpoint`` is a manifest tag, an official release file, an exported safetensors or a Lightning
-checkpoint (EMA weights when it has them). Prints a table and writes ``metrics.json`` (and, with
+checkpoint (EMA weights when it has them): the model's module is built from it (``pretrained=``), with the
+architecture arguments the file records. Prints a table and writes ``metrics.json`` (and, with
 ``save_images=true``, the outputs under ``images/``) in the run directory.
+
+Extras come from config groups, switched on by the keys users type: ``protocol=``, ``fid=true``, ``detector=``
+turn on entries of the ``scorers`` group (``rezoo/configs/scorers/``), ``save_images=true`` the
+``save_test_outputs`` callback (``rezoo/configs/callbacks/``), ``recognizer=`` builds ``recognizer_model``
+(a module argument of the scene-text SR models).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 import zoo  # torchvision compat first
-from rezoo.runner import log, resolve_profile, run_hydra
-from zoo.errors import UserError
+from rezoo.predictor import load_detector
+from rezoo.runner import hydra_command, instantiate_group, instantiate_named, log
+from zoo.errors import InputError
+
+
+def switched_on(cfg: DictConfig) -> tuple[dict[str, DictConfig], dict[str, DictConfig]]:
+    """The ``scorers`` and ``callbacks`` entries the switches turn on. Scorers come under the prefix of their
+    metrics in ``metrics.json``: ``protocol=realsr`` the ``realsr`` entry (``realsr/...``), another ``protocol``
+    the ``text_removal`` entry (``<protocol>/...``), ``fid=true`` the ``fid`` entry (``test/fid``),
+    ``detector=<name>`` the ``detection`` entry (``detection/...``); ``save_images=true`` the ``save_test_outputs``
+    callback. Entries added by hand (``+scorers.<name>=``, ``+callbacks.<name>=``) are always on."""
+    protocol = cfg.get("protocol")
+    prefixes = {  # entry -> its metrics prefix, or None when its switch is off
+        "realsr": "realsr" if protocol == "realsr" else None,
+        "text_removal": protocol if protocol and protocol != "realsr" else None,
+        "fid": "test" if cfg.get("fid") else None,
+        "detection": "detection" if cfg.get("detector") else None,
+        "save_test_outputs": "save_test_outputs" if cfg.get("save_images") else None,
+    }
+
+    def chosen(group: DictConfig | None) -> dict[str, DictConfig]:
+        named = ((prefixes.get(name, name), node) for name, node in (group or {}).items())
+        return {prefix: node for prefix, node in named if prefix}
+
+    return chosen(cfg.get("scorers")), chosen(cfg.get("callbacks"))
+
+
+def detect_with(name: str, weights: str | None = None) -> Callable[[torch.Tensor], list]:
+    """``detector=<name>``: the registered text detector's ``detect``, run on the device of the images given."""
+    detector = load_detector(name, weights)
+    return lambda images: detector.to(images.device).detect(images)
+
+
+def load_recognizer(name: str, weights: str | None = None) -> torch.nn.Module:
+    """``recognizer=<name>``: a registered word recognizer (crnn) in eval mode, with ``weights`` (default: its
+    default tag where it has one, easyocr_en; else random weights, with a warning)."""
+    info = zoo.model_info(name)
+    if not info.recognizer:
+        recognizers = [n for n in zoo.list_models() if zoo.model_info(n).recognizer]
+        raise InputError(f"recognizer={name} is not a word recognizer; choose one of {', '.join(recognizers)}")
+    weights = weights or bool(info.default_tag)
+    if not weights:
+        log.warning("recognizer=%s without recognizer_weights: random weights, the accuracies mean nothing", name)
+    return zoo.create_model(name, pretrained=weights).eval()
+
+
+def build_module(cfg: DictConfig, scorers: dict[str, Any]) -> Any:
+    """The model's module built from ``checkpoint`` (its architecture arguments and, of a Lightning checkpoint, the
+    EMA weights: no ``net`` block, no second EMA copy), with the scorers and, for ``recognizer=``, the recognizer."""
+    from hydra.utils import get_class, instantiate
+
+    extras: dict[str, Any] = {"scorers": scorers}
+    if cfg.get("recognizer"):
+        if "recognizer" not in inspect.signature(get_class(cfg.model._target_)).parameters:
+            raise InputError(
+                f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model; "
+                "leave recognizer out"
+            )
+        extras["recognizer"] = instantiate(cfg.recognizer_model)
+    return instantiate(cfg.model, pretrained=str(cfg.checkpoint), net=None, ema_decay=None, **extras)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -26,49 +93,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model, pretrained=None)
-    module.net = zoo.create_model(cfg.model_name, pretrained=str(cfg.checkpoint))
-    module.ema_net = None  # create_model already picked the EMA weights of a Lightning checkpoint
+    scorer_configs, callback_configs = switched_on(cfg)
+    module = build_module(cfg, instantiate_named(scorer_configs))
     # one device: a distributed sampler would pad the test set and change the numbers
-    trainer = instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[])
+    trainer = instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        logger=False,
+        callbacks=instantiate_group(callback_configs),
+    )
     run_dir = Path(trainer.default_root_dir)
-    if cfg.save_images:
-        module.save_dir = run_dir / "images"
-    if cfg.protocol == "realsr":
-        from zoo.metrics.realsr import RealSRScorer
-
-        module.scorers["realsr"] = RealSRScorer(
-            cfg.get("metrics"), cfg.get("lpips_weights"), cfg.get("dists_weights"), cfg.fid_weights
-        )
-    elif cfg.protocol:
-        from zoo.metrics.text_removal import ProtocolScorer
-
-        module.scorers[cfg.protocol] = ProtocolScorer(cfg.protocol, composite=cfg.composite)
-    if cfg.fid:
-        from zoo.metrics.fid import FIDInception, FIDScorer
-
-        module.scorers["test"] = FIDScorer(FIDInception(cfg.fid_weights))
-    if cfg.get("recognizer"):
-        if not hasattr(module, "recognizer"):
-            raise UserError(
-                f"recognizer={cfg.recognizer}: model {cfg.model_name!r} is not a scene-text super-resolution model"
-            )
-        weights = cfg.recognizer_weights or bool(
-            zoo.model_info(cfg.recognizer).default_tag
-        )  # easyocr_en: its released weights
-        module.recognizer = [zoo.create_model(cfg.recognizer, pretrained=weights).eval()]
-        if not weights:
-            log.warning(
-                "recognizer=%s without recognizer_weights: random weights, the accuracies mean nothing", cfg.recognizer
-            )
-    if cfg.get("detector"):
-        from rezoo.score import load_detector
-        from zoo.metrics.detection import DetectorScorer
-
-        detector = load_detector(cfg.detector, cfg.detector_weights)
-        module.scorers["detection"] = DetectorScorer(
-            lambda images: detector.to(images.device).detect(images), cfg.detector_rule
-        )
     trainer.test(module, datamodule=datamodule, verbose=False)  # our table below
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
     for name, scorer in module.scorers.items():
@@ -129,13 +165,7 @@ def per_set_table(metrics: dict[str, float], names: list[str], title: str):
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "rezoo eval") -> dict[str, float]:
-    overrides, profile, reason = resolve_profile(sys.argv[1:] if argv is None else argv)
-
-    def task(cfg: DictConfig) -> dict[str, float]:
-        log.info("profile=%s (%s)", profile, reason)
-        return evaluate(cfg)
-
-    return run_hydra(task, "eval", overrides, prog)
+    return hydra_command(evaluate, "eval", argv, prog)
 
 
 if __name__ == "__main__":

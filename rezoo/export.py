@@ -13,30 +13,32 @@ full sha256. ``zoo.create_model(model, pretrained=<file>)`` rebuilds the network
 release) or a manifest tag (with ``--model``) and writes ``<model>-<tag>.onnx``: the eval forward in
 fp32 with the model's conditions as further inputs and dynamic batch, height and width. The sidecar
 ``.json`` records the inputs and outputs (shapes with symbolic dimensions, dtypes, value ranges), the
-smallest sizes the graph was traced for, the opset, the exporter, and the largest difference between onnxruntime and PyTorch measured right after
-export at 97x131 and 64x80 (the export fails above 1e-4). Needs ``pip install -e ".[export]"``.
+smallest sizes the graph was traced for, the opset, the exporter, and the largest difference between
+onnxruntime and PyTorch measured right after export at 97x131 and 64x80 (the export fails above 1e-4).
+Needs ``pip install -e ".[export]"``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 import zoo
-from zoo import weights
-from zoo.errors import UserError, WeightsError
+from zoo.checkpoints import SAFETENSORS_METADATA_KEY, load_state_dict_strict, load_weights, read_checkpoint
+from zoo.errors import UserError, WeightsError, require_extra
+from zoo.hub import sha256_file
+from zoo.manifest import manifest_entry
 from zoo.registry import registration
-from zoo.weights import SAFETENSORS_METADATA_KEY, load_state_dict_strict, read_checkpoint, sha256_file
 
 FORMATS = ("safetensors", "onnx")
 ONNX_EXTRA = 'pip install -e ".[export]"'
@@ -44,10 +46,6 @@ ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| accepted
 CHECK_SIZES = ((97, 131), (64, 80))  # (H, W) checked after export: pads differ from each other and from EXAMPLE_SIZE's
 EXAMPLE_SIZE = (2, 67, 91)  # (B, H, W) the graph is traced at (batch 2: torch.export specialises sizes 0 and 1)
-
-
-class MissingExtraError(UserError, ImportError):
-    """An optional dependency (an install extra) is not installed."""
 
 
 class ExportError(UserError, RuntimeError):
@@ -87,17 +85,7 @@ def export(
 # --------------------------------------------------------------------------------------------- ONNX
 def require_onnx() -> dict[str, str]:
     """The versions of onnx, onnxruntime and onnxscript; a one-line :class:`MissingExtraError` without them."""
-    versions, missing = {}, []
-    for package in ONNX_PACKAGES:
-        try:
-            versions[package] = importlib.import_module(package).__version__
-        except ImportError:
-            missing.append(package)
-    if missing:
-        raise MissingExtraError(
-            f"ONNX export needs {', '.join(ONNX_PACKAGES)} (missing: {', '.join(missing)}): {ONNX_EXTRA}"
-        )
-    return versions
+    return {package: require_extra(package, "export", "ONNX export").__version__ for package in ONNX_PACKAGES}
 
 
 @dataclass
@@ -109,16 +97,20 @@ class TensorSpec:
     dtype: str
     range: str
 
-    def example(self, batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-        """A random value of this input (an image, a mask with 1 = text, one-hot class weights)."""
-        sizes = {"batch": batch, "height": height, "width": width}
-        shape = [sizes.get(d, d) for d in self.shape]
-        if self.name == "mask":
-            return (torch.rand(shape, generator=generator) > 0.7).float()
-        if self.name == "degradation":
-            classes = torch.arange(batch) % shape[1]
-            return torch.nn.functional.one_hot(classes, shape[1]).float()
-        return torch.rand(shape, generator=generator)
+
+def example_args(
+    name: str, inputs: list[TensorSpec], batch: int, height: int, width: int, generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
+    """Random values of the graph's inputs from ``zoo.example_inputs`` (a degradation class as its one-hot
+    weights, which the graph takes)."""
+    image, conditions = zoo.example_inputs(name, batch, (height, width), generator=generator)
+    values = [image]
+    for spec in inputs[1:]:
+        value = conditions[spec.name]
+        if spec.name == "degradation":
+            value = torch.nn.functional.one_hot(value % spec.shape[1], spec.shape[1]).float()
+        values.append(value)
+    return tuple(values)
 
 
 class EvalForward(torch.nn.Module):
@@ -133,12 +125,14 @@ class EvalForward(torch.nn.Module):
         return self.model(image, **kwargs)
 
 
-def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec], list[TensorSpec], list[str]]:
-    """(inputs, outputs, notes) of the exported graph of model ``name``, following ``zoo.model_info``."""
+def onnx_signature(name: str, arguments: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec], list[str]]:
+    """(inputs, outputs, notes) of the exported graph of model ``name`` built with ``arguments``, following
+    ``zoo.model_info`` (its defaults, or the architecture arguments the weights record)."""
     info = zoo.model_info(name)
     notes = []
-    if info.task == "recognition":
-        channels = model.cnn.conv0.in_channels
+    if info.recognizer:
+        channels = arguments.get("in_channels", info.input_channels)
+        alphabet = arguments.get("alphabet", info.alphabet)
         inputs = [
             TensorSpec(
                 "image",
@@ -150,9 +144,10 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
         outputs = [
             TensorSpec(
                 "scores",
-                ["steps", "batch", len(model.alphabet) + 1],
+                ["steps", "batch", len(alphabet) + 1],
                 "float32",
-                f"unnormalised class scores per step (steps = width/4 + 1); class 0 = CTC blank, class i+1 = {model.alphabet!r}[i]",
+                "unnormalised class scores per step (steps = width/4 + 1); "
+                f"class 0 = CTC blank, class i+1 = {alphabet!r}[i]",
             )
         ]
         return inputs, outputs, notes
@@ -160,22 +155,23 @@ def onnx_signature(name: str, model: torch.nn.Module) -> tuple[list[TensorSpec],
     for condition in info.conditions:
         if condition == "mask" and condition in info.optional:
             notes.append(
-                "the mask is optional in PyTorch: the graph is the image-only forward (the network predicts its own text region; "
+                "the mask is optional in PyTorch: the graph is the image-only forward "
+                "(the network predicts its own text region; "
                 "to use a known mask, composite outside the graph: output * mask + image * (1 - mask))"
             )
         elif condition == "mask":
             inputs.append(TensorSpec("mask", ["batch", 1, "height", "width"], "float32", "{0,1}, 1 = text"))
         elif condition == "degradation":
-            from zoo.pip.model import DEGRADATIONS
-
-            classes = model.classes
-            kinds = ", ".join(f"{i} {kind}" for i, kind in enumerate(DEGRADATIONS[:classes]))
+            names = info.condition_values["degradation"]
+            classes = arguments.get("classes", len(names))
+            kinds = ", ".join(f"{i} {kind}" for i, kind in enumerate(names[:classes]))
             inputs.append(
                 TensorSpec(
                     "degradation",
                     ["batch", classes],
                     "float32",
-                    f"class weights: the one-hot of the degradation ({kinds}); the mean of two one-hots for a mixed one",
+                    f"class weights: the one-hot of the degradation ({kinds}); "
+                    "the mean of two one-hots for a mixed one",
                 )
             )
             notes.append(
@@ -217,7 +213,8 @@ def _export_graph(
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if _uses_rnn(wrapper):
-            # the dynamo exporter's LSTM decomposition fixes the sequence length; TorchScript's maps nn.LSTM to ONNX LSTM
+            # the dynamo exporter's LSTM decomposition fixes the sequence length;
+            # TorchScript's maps nn.LSTM to ONNX LSTM
             axes = {
                 spec.name: {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)} for spec in inputs + outputs
             }
@@ -263,12 +260,12 @@ def _name_dimensions(path: Path, inputs: list[TensorSpec], outputs: list[TensorS
     return next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx"))
 
 
-def _compare(path: Path, wrapper: EvalForward, inputs: list[TensorSpec], height: int, width: int) -> float:
+def _compare(name: str, path: Path, wrapper: EvalForward, inputs: list[TensorSpec], height: int, width: int) -> float:
     """max |onnxruntime - PyTorch| on random inputs of batch 1 at ``height`` x ``width``."""
     import onnxruntime
 
     generator = torch.Generator().manual_seed(0)
-    values = [spec.example(1, height, width, generator) for spec in inputs]
+    values = example_args(name, inputs, 1, height, width, generator)
     with torch.no_grad():
         expected = wrapper(*values).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -284,41 +281,36 @@ def export_onnx(
     """Export the eval forward of the weights ``source`` (a file, or a manifest tag with ``model_name``) to
     ``out_dir/<model>-<tag>.onnx`` plus a sidecar ``.json``; checks onnxruntime against PyTorch."""
     versions = require_onnx()
-    path = Path(source).expanduser()
-    if path.is_file():
+    if model_name is not None:
+        name = model_name
+        path, ckpt = zoo.read_pretrained(name, source, use_ema=use_ema)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"{source} is not a file; to export weights of the manifest, pass the model too: "
+                f"--model <name> {source}"
+            )
         ckpt = read_checkpoint(path, use_ema=use_ema)
-        name = model_name or ckpt.model_name
+        name = ckpt.model_name
         if name is None:
             raise WeightsError(f"{path} does not say which model it holds; pass --model <name>")
-        tag = tag or "custom"
-    elif model_name is None:
-        raise WeightsError(
-            f"{source} is not a file; to export weights of the manifest, pass the model too: --model <name> {source}"
-        )
-    else:
-        name = model_name
-        path = weights.resolve_pretrained(name, source, zoo.model_info(name).default_tag)
-        ckpt = read_checkpoint(path, use_ema=use_ema)
-        tag = tag or (source if weights.manifest_entry(name, source) is not None else "custom")
-    if ckpt.model_name not in (None, name):
-        raise WeightsError(
-            f"{path} holds weights of {ckpt.model_name!r}, not {name!r}: pass weights of {name!r} or use --model {ckpt.model_name}"
-        )
+    tag = tag or (source if manifest_entry(name, source) is not None else "custom")
     info = zoo.model_info(name)
     if not info.onnx:
         raise ExportError(f"{name} cannot be exported to ONNX: {info.onnx_note or 'not supported'}")
     model = (
-        weights.load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, registration(name).remap, source=str(path))
+        load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, registration(name).remap, source=str(path))
         .float()
         .eval()
     )
-    inputs, outputs, notes = onnx_signature(name, model)
+    inputs, outputs, notes = onnx_signature(name, ckpt.model_kwargs)
     wrapper = EvalForward(model, tuple(spec.name for spec in inputs[1:])).eval()
     generator = torch.Generator().manual_seed(0)
     batch, height, width = EXAMPLE_SIZE
     recognition = info.task == "recognition"
     checks = [(32, w) for _, w in CHECK_SIZES] if recognition else list(CHECK_SIZES)
-    args = tuple(spec.example(batch, height, width, generator) for spec in inputs)
+    args = example_args(name, inputs, batch, height, width, generator)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}-{tag}.onnx"
@@ -327,7 +319,7 @@ def export_onnx(
         with torch.no_grad():
             exporter, smallest = _export_graph(wrapper, inputs, outputs, args, tmp_path)
         opset = _name_dimensions(tmp_path, inputs, outputs)
-        diffs = {f"{h}x{w}": _compare(tmp_path, wrapper, inputs, h, w) for h, w in checks}
+        diffs = {f"{h}x{w}": _compare(name, tmp_path, wrapper, inputs, h, w) for h, w in checks}
         worst = max(diffs, key=diffs.get)
         if diffs[worst] > TOLERANCE:
             raise ExportError(

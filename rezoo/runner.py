@@ -1,5 +1,6 @@
-"""What the Hydra commands (train, eval) share: the profile choice, config resolvers, the config
-tree, instantiating callback/logger groups, and turning user errors into one clear message."""
+"""What the Hydra commands (train, eval) share: their entry (:func:`hydra_command`), the profile choice, config
+resolvers, the config tree, instantiating config groups (callbacks, loggers, scorers), and turning user errors
+into one clear message."""
 
 from __future__ import annotations
 
@@ -83,13 +84,22 @@ def print_config_tree(
     rich.print(tree)
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry with a ``_target_`` in a callbacks/logger group."""
+def instantiate_named(group: DictConfig | dict[str, Any] | None) -> dict[str, Any]:
+    """Instantiate every entry with a ``_target_`` in a config group (callbacks, logger, scorers): name -> object."""
     from hydra.utils import instantiate
 
     if not group:
-        return []
-    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+        return {}
+    return {
+        str(name): instantiate(node)
+        for name, node in group.items()
+        if isinstance(node, DictConfig) and "_target_" in node
+    }
+
+
+def instantiate_group(group: DictConfig | dict[str, Any] | None) -> list[Any]:
+    """The objects of :func:`instantiate_named`, in order (a Trainer's callbacks and loggers)."""
+    return list(instantiate_named(group).values())
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
@@ -117,6 +127,18 @@ def user_errors() -> Iterator[None]:
         raise SystemExit(USER_ERROR_EXIT) from None
 
 
+def hydra_command(task: Callable[[DictConfig], Any], config_name: str, argv: Sequence[str] | None, prog: str) -> Any:
+    """The entry of ``rezoo train`` and ``rezoo eval``: resolve the profile of the command line ``argv`` (default:
+    ``sys.argv[1:]``), then run ``task`` on the config ``config_name`` composed from it (:func:`run_hydra`)."""
+    overrides, profile, reason = resolve_profile(sys.argv[1:] if argv is None else argv)
+
+    def logged_task(cfg: DictConfig) -> Any:
+        log.info("profile=%s (%s)", profile, reason)
+        return task(cfg)
+
+    return run_hydra(logged_task, config_name, overrides, prog)
+
+
 def run_hydra(task: Callable[[DictConfig], Any], config_name: str, overrides: Sequence[str], prog: str) -> Any:
     """Run ``task`` under Hydra with ``config_name`` (also the command's name) from the package's configs
     and these command-line overrides (Hydra's own flags such as ``-m``, ``--cfg job`` and
@@ -130,7 +152,9 @@ def run_hydra(task: Callable[[DictConfig], Any], config_name: str, overrides: Se
 
     config_dir = str(Path(__file__).resolve().parent / "configs")
     job_name = [] if any(o.startswith("hydra.job.name=") for o in overrides) else [f"hydra.job.name={config_name}"]
-    arguments = [*overrides, *job_name]
+    # Hydra's parser takes the overrides as one run of positionals: put them before its flags (``--cfg job``)
+    settings = [o for o in overrides if not o.startswith("-") and ("=" in o or o.startswith("~"))]
+    arguments = [*settings, *job_name, *[o for o in overrides if o not in settings]]
     original = list(sys.argv)
     command_word = [config_name] if original[1:2] == [config_name] else []  # the rezoo script, not tools/<command>.py
     result: dict[str, Any] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 import zoo  # noqa: F401  (torchvision compat before Lightning imports torchvision)
-from rezoo.runner import instantiate_group, log, print_config_tree, resolve_profile, run_hydra
+from rezoo.runner import hydra_command, instantiate_group, log, print_config_tree
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -54,15 +54,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "rezoo train") -> float | None:
-    import sys
-
-    overrides, profile, reason = resolve_profile(sys.argv[1:] if argv is None else argv)
-
-    def task(cfg: DictConfig) -> float | None:
-        log.info("profile=%s (%s)", profile, reason)
-        return train(cfg)
-
-    return run_hydra(task, "train", overrides, prog)
+    return hydra_command(train, "train", argv, prog)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import torch
 
 import zoo
 from tests.conftest import IMAGE_MODELS, RELEASED_BASES, ROOT, TINY_NETS
+from zoo.manifest import load_manifest
 from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.registry import TASKS
-from zoo.weights import load_manifest
 
 MODELS = zoo.list_models()
 

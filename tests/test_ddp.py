@@ -45,7 +45,8 @@ DATA = {
     "pip": ["data.size=32", "model.scheduler.warmup_steps=1"],
     "pip_nafnet": ["data.size=32", "model.scheduler.warmup_steps=1"],
     "textdiff": [],  # 32x128 text lines
-    # the quick profile's tiny stand-in stack (its real base cannot be downloaded; every rank fits it, rank 0 writes it); stages 1 and 2
+    # the quick profile's tiny stand-in stack (its real base cannot be downloaded; every rank fits it, rank 0 writes
+    # it); stages 1 and 2
     "gramsr": ["model.stage_steps=[1,1,1]", "model.standin.steps=2"],
 }
 QUICK_BASE = {"gramsr"}  # models whose tiny configuration is the quick profile's, not TINY_NETS overrides

@@ -126,3 +126,34 @@ def test_module_training_step_and_ema():
     expected = 0.5 * before + 0.5 * module.net.fnet.conv1.weight
     assert torch.allclose(module.ema_net.fnet.conv1.weight, expected)
     assert set(module.hparams) >= {"model_name", "net", "loss", "gamma", "all_text_prob", "ema_decay"}
+
+
+def test_base_step_logs_the_family_losses_and_predicts_with_the_conditions_model_info_names(monkeypatch):
+    """The base's training step: empty batches skipped, every entry of ``training_losses`` logged as
+    ``train/<name>`` (the total ``loss`` on the progress bar) with the batch size, the total returned; the eval
+    call: the image and, as keywords, the conditions of ``zoo.model_info`` that the batch holds."""
+    from zoo.deeperaser.module import DeepEraserModule
+
+    module = DeepEraserModule(net={"iters": 1})
+    logged = {}
+    module.log = lambda name, value, prog_bar=False, batch_size=None: logged.__setitem__(
+        name, (float(value), prog_bar, batch_size)
+    )
+    total = torch.tensor(2.0, requires_grad=True)
+    monkeypatch.setattr(module, "training_losses", lambda batch: {"loss": total, "term": torch.tensor(0.5)})
+    batch = {"image": torch.rand(3, 3, 8, 8), "mask": torch.ones(3, 1, 8, 8), "text": ["a", "b", "c"]}
+    assert module.training_step({}, 0) is None and not logged
+    assert module.training_step(batch, 0) is total
+    assert logged == {"train/loss": (2.0, True, 3), "train/term": (0.5, False, 3)}
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, image, **conditions):
+            calls.append((image, conditions))
+            return image
+
+    module.net = Recorder()
+    module.predict_batch(batch)
+    module(batch["image"], mask=batch["mask"])
+    for image, conditions in calls:
+        assert image is batch["image"] and conditions.keys() == {"mask"} and conditions["mask"] is batch["mask"]

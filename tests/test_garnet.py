@@ -164,13 +164,24 @@ def test_resume_continues_at_the_generator_step(garnet_run, tmp_path):
 
 
 def test_fine_tuning_restores_the_discriminator(garnet_run):
+    """At the start of fitting; a module built from the weights to evaluate them never reads it (its config may
+    name another discriminator)."""
+    import lightning as L
+
     from zoo.garnet.module import GaRNetModule
 
     ckpt_path = str(garnet_run / "checkpoints" / "last.ckpt")
     saved = torch.load(ckpt_path, weights_only=True)["state_dict"]
+    evaluated = GaRNetModule(pretrained=ckpt_path, net={"inference_size": None}, discriminator={"width": 8})
+    evaluated.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    evaluated.setup("test")
     module = GaRNetModule(pretrained=ckpt_path, net={"inference_size": None})
+    fresh = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
+    module.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    module.setup("fit")
     for key, value in module.discriminator.state_dict().items():
         assert torch.equal(value, saved[f"discriminator.{key}"])
+    assert any(not torch.equal(value, saved[f"discriminator.{key}"]) for key, value in fresh.items())
 
 
 @pytest.mark.parametrize("size", [(97, 131), (200, 75)])

@@ -286,7 +286,7 @@ def test_base_files_are_checked_against_the_manifest(stack, tmp_path, monkeypatc
     import yaml
     from diffusers import UNet2DConditionModel
 
-    from zoo.weights import sha256_file
+    from zoo.hub import sha256_file
 
     base, dino, _ = stack
     unet_file, vae_file = (base / part / "diffusion_pytorch_model.safetensors" for part in ("unet", "vae"))

@@ -60,6 +60,8 @@ def test_stage_schedule():
     assert trainable(alone) == lora_names(alone, "_sem") | {
         n for n, _ in alone.net.named_parameters() if n.startswith("adapter.")
     }
+    alone.on_test_start()  # tested before any training step (built from weights): the whole model
+    assert alone.net.active_sets == ("pix", "sem", "tex")
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_module(ema_decay=0.999)
     with pytest.raises(ValueError, match="stage"):

@@ -22,9 +22,9 @@ from datamodules.restoration import (
 )
 from tests.conftest import read_metrics, run_tool
 from tests.restoration_fixtures import SIZE, make_airnet_test, make_promptir, make_raw
-from zoo.metrics import psnr
+from zoo.metrics import psnr, ycbcr_y
 from zoo.pip.model import TopMCrossBlock, degradation_weights, transposed_attention
-from zoo.pip.module import LossSpikeScaler, PIPModule, ycbcr_luma
+from zoo.pip.module import LossSpikeScaler, PIPModule
 
 TINY = dict(
     dim=8,
@@ -189,6 +189,16 @@ def test_orthogonality_regulariser_and_loss_spike_scaler():
     assert scaler(torch.tensor(6.0)).item() == pytest.approx(2.5)  # a spike: 5/2 × the recent minimum
 
 
+def test_module_predicts_with_the_given_classes_or_blind():
+    image, classes = torch.rand(2, 3, 16, 16), torch.tensor([1, 2])
+    for blind in (False, True):
+        module = PIPModule(net={**TINY, "sensor": True}, blind_eval=blind).eval()
+        with torch.no_grad():
+            expected = module.net(image, None if blind else classes)
+            assert torch.equal(module.predict_batch({"image": image, "degradation": classes}), expected)
+    assert not torch.equal(expected, module.net(image, classes))  # the sensor's classes differ from the labels
+
+
 def test_nafnet_backbone_any_size_and_blind_sensor():
     torch.manual_seed(0)
     model = zoo.create_model("pip_nafnet", sensor=True, **TINY_NAF).eval()
@@ -334,8 +344,8 @@ def test_y_channel_scores_the_identity_baseline_on_y_too():
     module = PIPModule("pip", net=TINY, y_channel=True)
     image, output, target = torch.rand(3, 2, 3, 16, 16)
     scores = module.score(output, target, {"image": image})
-    assert torch.allclose(scores["psnr_identity"], psnr(ycbcr_luma(image), ycbcr_luma(target)))
-    assert torch.allclose(scores["psnr"], psnr(ycbcr_luma(output), ycbcr_luma(target))) and not torch.allclose(
+    assert torch.allclose(scores["psnr_identity"], psnr(ycbcr_y(image), ycbcr_y(target)))
+    assert torch.allclose(scores["psnr"], psnr(ycbcr_y(output), ycbcr_y(target))) and not torch.allclose(
         scores["psnr_identity"], psnr(image, target)
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -76,7 +77,8 @@ def test_ddim_visits_every_step_and_returns_the_last_x0():
 
 
 def test_ddim_update_is_deterministic_eta_zero():
-    """With x̂0 fixed, one DDIM step from t to t' gives sqrt(ᾱ_t')·x̂0 + sqrt(1-ᾱ_t')·ε̂, ε̂ = (x_t - sqrt(ᾱ_t)·x̂0)/sqrt(1-ᾱ_t)."""
+    """With x̂0 fixed, one DDIM step from t to t' gives sqrt(ᾱ_t')·x̂0 + sqrt(1-ᾱ_t')·ε̂,
+    ε̂ = (x_t - sqrt(ᾱ_t)·x̂0)/sqrt(1-ᾱ_t)."""
     model = TextDiff(**{**TINY, "timesteps": 10}).eval()
     seen = []
 
@@ -154,6 +156,14 @@ def test_stages_train_what_they_say(stage):
     )
     if stage == "mrd":
         assert not module.net.tem.training and module.net.mrd.training
+    module._trainer = SimpleNamespace(estimated_stepping_batches=10)  # what configure_optimizers reads
+    optimized = {id(p) for group in module.configure_optimizers().param_groups for p in group["params"]}
+    tem_params = {id(p) for p in module.net.tem.parameters()}
+    assert (
+        optimized
+        and (optimized >= tem_params) == (stage != "mrd")
+        and optimized.isdisjoint(tem_params) == (stage == "mrd")
+    )
 
 
 def test_recognizer_text_prior_loads_a_frozen_crnn(tmp_path):

@@ -77,6 +77,34 @@ def test_eval_writes_metrics_json(trained_run, tmp_path):
     assert len(list((tmp_path / "images").glob("*.png"))) == 4
 
 
+def test_eval_switches_turn_on_scorers_and_the_output_callback(tmp_path):
+    """protocol=, fid=true, detector=, save_images=true pick entries of the scorers and callbacks groups, each scorer
+    under the prefix of its metrics in metrics.json; entries added by hand are on."""
+    from hydra import compose, initialize_config_dir
+
+    from rezoo.eval import switched_on
+    from rezoo.runner import instantiate_named
+    from zoo.metrics.text_removal import ProtocolScorer
+
+    base = ["checkpoint=x", f"run_dir={tmp_path}"]
+    with initialize_config_dir(str(ROOT / "rezoo" / "configs"), version_base="1.3"):
+        off = switched_on(compose("eval", base))
+        realsr = switched_on(compose("eval", [*base, "protocol=realsr"]))
+        on = switched_on(
+            compose(
+                "eval",
+                [*base, "protocol=garnet", "fid=true", "detector=craft", "save_images=true", "+scorers.mine.t=1"],
+            )
+        )
+    assert off == ({}, {}) and list(realsr[0]) == ["realsr"] and not realsr[1]
+    scorers, callbacks = on
+    assert list(scorers) == ["garnet", "test", "detection", "mine"] and list(callbacks) == ["save_test_outputs"]
+    assert scorers["test"].extractor._target_ == "zoo.metrics.fid.FIDInception"
+    protocol = instantiate_named({"garnet": scorers["garnet"]})["garnet"]
+    assert isinstance(protocol, ProtocolScorer) and protocol.protocol == "garnet"
+    assert callbacks["save_test_outputs"].folder == f"{tmp_path}/images"
+
+
 def test_export_round_trips_bit_for_bit(trained_run, tmp_path):
     ckpt_path = trained_run / "checkpoints" / "last.ckpt"
     out = run_tool("export.py", str(ckpt_path), "--out", str(tmp_path), "--tag", "test")
@@ -234,7 +262,7 @@ def test_bench_records_and_tabulates(tmp_path):
             "0",
             "--repeats",
             "1",
-            "--out",
+            "--json",
             str(out),
         )
     records = json.loads(out.read_text())

@@ -112,9 +112,7 @@ class DeepEraserModule(RestorationModule):
             max_dilation=max_dilation,
         )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if not batch:
-            return None
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams
         mask, target = select_text_instances(
             batch["image"],
@@ -126,6 +124,4 @@ class DeepEraserModule(RestorationModule):
             hp.max_dilation,
         )
         outputs = self.net.forward_train(batch["image"], mask, hp.train_iters, hp.checkpoint_iterations)
-        loss = sequence_loss(outputs.iterates, target, hp.gamma, hp.loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(mask))
-        return loss
+        return {"loss": sequence_loss(outputs.iterates, target, hp.gamma, hp.loss)}

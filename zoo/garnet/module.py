@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from zoo.garnet.model import GaRNetOutput, PatchDiscriminator
 from zoo.training.gan import AdversarialModule
-from zoo.training.losses import VGGFeatureLoss, masked_l1
+from zoo.training.losses import VGGFeatureLoss, masked_l1_over_mask
 
 TSR_THRESHOLD = 25 / 255  # mean |input - GT| over RGB (GaRNet's data code, upstream issue #3)
 RECEPTIVE_FIELD, PATCH_STRIDE, PATCH_PADDING = 70, 8, 23  # the official label_Discriminator convolution
@@ -116,7 +116,9 @@ class GaRNetModule(AdversarialModule):
             size = output.shape[-2:]
             scaled_target = F.interpolate(target, size=size, mode="area") if target.shape[-2:] != size else target
             scaled_box = F.interpolate(box, size=size, mode="nearest") if box.shape[-2:] != size else box
-            reconstruction = reconstruction + weight * masked_l1((output.float() + 1) / 2, scaled_target, scaled_box)
+            reconstruction = reconstruction + weight * masked_l1_over_mask(
+                (output.float() + 1) / 2, scaled_target, scaled_box
+            )
         losses["reconstruction"] = reconstruction
         if hp.attention_weight:
             tsr, tssr = stroke_masks(image, target, box)

@@ -169,7 +169,8 @@ def lora_target_modules(unet: nn.Module) -> dict[str, list[str]]:
 
 
 def _weight_files(*folders: Path) -> list[Path]:
-    """The weight files (``.safetensors``, ``.bin``) directly in each of ``folders`` (none for a path that is not a folder)."""
+    """The weight files (``.safetensors``, ``.bin``) directly in each of ``folders`` (none for a path that is not a
+    folder)."""
     return [
         p
         for folder in folders
@@ -181,7 +182,7 @@ def _weight_files(*folders: Path) -> list[Path]:
 
 def _hub_revision(entry_name: str, model_id: str | Path) -> str | None:
     """The revision the manifest pins for ``model_id`` when it is the hub copy its ``bases:`` record names."""
-    from zoo.weights import manifest_base
+    from zoo.manifest import manifest_base
 
     hub = manifest_base(entry_name).get("hf") or {}
     return hub.get("revision") if str(model_id) == hub.get("repo_id") else None
@@ -259,9 +260,9 @@ class GramSR(nn.Module):
     DINO width to the UNet's ``cross_attention_dim`` (768 -> 1024 for the real stack).
     ``rank_pix``/``rank_sem``/``rank_tex``: LoRA ranks (alpha 8, 8 and ``rank_tex``, as released).
     ``timestep``: the UNet's t (1). ``guidance``: default ``(l1, l2, l3)`` (None: one pass with the
-    active adapters, all of them unless changed). ``color_fix``: ``"adain"`` | ``"wavelet"`` | None. ``tile_size`` / ``tile_overlap``:
-    UNet tiles in output pixels (None: never tile); ``vae_tile_size``: diffusers' VAE tiles in output
-    pixels (None: never tile).
+    active adapters, all of them unless changed). ``color_fix``: ``"adain"`` | ``"wavelet"`` | None.
+    ``tile_size`` / ``tile_overlap``: UNet tiles in output pixels (None: never tile); ``vae_tile_size``:
+    diffusers' VAE tiles in output pixels (None: never tile).
     """
 
     def __init__(
@@ -464,7 +465,8 @@ class GramSR(nn.Module):
         ``verified`` = {path: whether it equals the manifest's ``bases:`` record (``sd21_base``, ``dinov3_vitb16``),
         null where none is recorded}. A mismatch warns: outputs will not be the release's. Computed once."""
         if hash_files not in self._base_records:
-            from zoo.weights import manifest_base, sha256_file
+            from zoo.hub import sha256_file
+            from zoo.manifest import manifest_base
 
             record: dict[str, Any] = {
                 key: "random-init config" if isinstance(self.kwargs[key], dict) else self.kwargs[key]
@@ -483,8 +485,9 @@ class GramSR(nn.Module):
                         )
                         if expected is not None and digest != expected:
                             warnings.warn(
-                                f"{file}: sha256 {digest} differs from the manifest's {entry_name} record ({expected}); this "
-                                f"{key} is another copy or model, so outputs will not match the release's",
+                                f"{file}: sha256 {digest} differs from the manifest's {entry_name} record "
+                                f"({expected}); this {key} is another copy or model, "
+                                "so outputs will not match the release's",
                                 stacklevel=2,
                             )
             self._base_records[hash_files] = record
@@ -665,7 +668,7 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
     (with the ``base_model`` / ``dino_model`` ids) and ``gramsr_base`` = :meth:`GramSR.base_record`."""
     from safetensors.torch import save_file
 
-    from zoo.weights import SAFETENSORS_METADATA_KEY
+    from zoo.checkpoints import SAFETENSORS_METADATA_KEY
 
     metadata = {
         SAFETENSORS_METADATA_KEY: json.dumps({"model": "gramsr", "tag": tag, "kwargs": model.kwargs}),
@@ -691,7 +694,10 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
     train_forward=True,
     base=("base_model", "dino_model"),
     read_folder=read_release,
-    onnx_note="a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; not exported",
+    onnx_note=(
+        "a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; "
+        "not exported"
+    ),
 )
 def gramsr(**kwargs) -> GramSR:
     """GramSR (×4 one-step diffusion SR on a frozen SD-2.1-base + DINOv3 ViT-B/16 conditioning; pass

@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.errors import DownloadError, WeightsError
+from zoo.gramsr.model import SET_ORDER
 from zoo.training.module import RestorationModule
-from zoo.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ GRAM_REDUCTIONS = ("mean", "sum")
 LOSS_TERMS = ("l2", "lpips", "csd", "gram")
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, N, C) tokens -> (B, C, C) Gram matrices FᵀF / N (float32)."""
+def token_gram(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, C) ViT tokens -> (B, C, C) Gram matrices FᵀF / N (float32); CNN feature maps: ``channel_gram``."""
     features = features.float()
     return features.transpose(1, 2) @ features / features.shape[1]
 
@@ -69,7 +69,7 @@ def gram_loss(features: torch.Tensor, target: torch.Tensor, reduction: str = "me
     ``reduction="mean"`` also divides by the C² entries."""
     if reduction not in GRAM_REDUCTIONS:
         raise ValueError(f"gram_reduction must be one of {GRAM_REDUCTIONS}, got {reduction!r}")
-    squared = (gram_matrix(features) - gram_matrix(target)).square().flatten(1)
+    squared = (token_gram(features) - token_gram(target)).square().flatten(1)
     return (squared.mean(1) if reduction == "mean" else squared.sum(1)).mean()
 
 
@@ -120,6 +120,8 @@ class GramSRModule(RestorationModule):
     (fractions of the T = 1000 training steps); ``lpips_weights``: a local VGG-16 file;
     ``gradient_checkpointing``: the UNet's (diffusers) activation checkpointing."""
 
+    progress_bar = ("loss", "stage")
+
     def __init__(
         self,
         model_name: str = "gramsr",
@@ -157,18 +159,21 @@ class GramSRModule(RestorationModule):
         low, high = (float(v) for v in csd_timesteps)
         if not 0 <= low < high <= 1:
             raise ValueError(
-                f"model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), got {list(csd_timesteps)}"
+                "model.csd_timesteps is (low, high) with 0 <= low < high <= 1 (fractions of T), "
+                f"got {list(csd_timesteps)}"
             )
         if gram_tokens not in GRAM_TOKENS or gram_reduction not in GRAM_REDUCTIONS:
             raise ValueError(
                 f"model.gram_tokens must be one of {GRAM_TOKENS} and model.gram_reduction one of {GRAM_REDUCTIONS}"
             )
-        if standin is not None and not all(
-            isinstance((net or {}).get(key), dict) for key in ("base_model", "dino_model")
+        if (
+            standin is not None
+            and net is not None
+            and not all(isinstance(net.get(key), dict) for key in ("base_model", "dino_model"))
         ):
             raise ValueError(
-                "model.standin fits a stand-in for a random-init base: net.base_model and net.dino_model must be config dicts "
-                "(with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)"
+                "model.standin fits a stand-in for a random-init base: net.base_model and net.dino_model must be "
+                "config dicts (with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)"
             )
         super().__init__(model_name, net, **kwargs)
         self.hparams.update(
@@ -246,7 +251,7 @@ class GramSRModule(RestorationModule):
                 "model.standin fits the stand-in VAE on the datamodule's training images: train with a datamodule"
             )
 
-        def training_images():  # the HQ images and, where the datamodule degrades them, the upsampled inputs the VAE will encode
+        def training_images():  # the HQ images and, where the datamodule degrades them, the upsampled inputs to encode
             for batch in datamodule.train_dataloader():
                 batch = datamodule.on_after_batch_transfer(batch, 0)
                 yield torch.cat([batch["hr"], batch["image"]]) if "image" in batch else batch["hr"]
@@ -284,13 +289,16 @@ class GramSRModule(RestorationModule):
         if self.global_step >= self.total_steps:
             self.trainer.should_stop = True  # the schedule is done (Lightning then validates the final weights)
 
-    def configure_optimizers(self) -> Any:
-        """One optimizer over every LoRA and adapter tensor (the model's own weights), whatever the stage."""
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Every LoRA and adapter tensor (the model's own weights), whatever the stage: one optimizer for all."""
         own = set(self.net.state_dict())
-        params = [p for name, p in self.net.named_parameters() if name in own]
-        optimizer = build_optimizer(params, self.hparams.optimizer)
-        scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return [p for name, p in self.net.named_parameters() if name in own]
+
+    def on_test_start(self) -> None:
+        """A module tested before any training step (built from weights: ``rezoo eval``) runs the whole model,
+        every LoRA set active; after fitting, the last stage's sets."""
+        if self.global_step == 0:
+            self.net.set_adapters(*SET_ORDER)
 
     # ------------------------------------------------------------------------------- losses
     def active_losses(self, stage: int) -> list[str]:
@@ -354,9 +362,9 @@ class GramSRModule(RestorationModule):
             losses = [gram_loss(f.float(), r.float(), self.hparams.gram_reduction) for f, r in zip(features, reference)]
         return torch.stack(losses).mean()
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if not batch:
-            return None
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor | float]:
+        """The stage's weighted terms, every one of ``LOSS_TERMS`` as ``loss_<term>`` (0 where the stage leaves it
+        out: Lightning would repeat a key's last value otherwise), their total ``loss`` and the ``stage``."""
         hp, stage = self.hparams, self.current_stage
         lr, hr = batch["lr"], batch["target"]
         out = self.net.forward_train(lr, hr)
@@ -372,22 +380,8 @@ class GramSRModule(RestorationModule):
         if "gram" in terms:
             losses["gram"] = hp.gram_weight * self.gram(out.output, hr.float())
         loss = sum(losses.values()) if losses else out.output.sum() * 0
-        size = len(lr)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        self.log("train/stage", float(stage), prog_bar=True, batch_size=size)
-        # every term every step (0 where the stage leaves it out): Lightning would repeat a key's last value otherwise
         zero = loss.detach().new_zeros(())
-        self.log_dict(
-            {f"train/loss_{k}": losses[k].detach() if k in losses else zero for k in LOSS_TERMS}, batch_size=size
-        )
-        return loss
-
-    # ------------------------------------------------------------------------- evaluation
-    def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.eval_net(batch["lr"])
-
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.eval_net(lr)
+        return {"loss": loss, "stage": float(stage), **{f"loss_{k}": losses.get(k, zero) for k in LOSS_TERMS}}
 
     # ------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

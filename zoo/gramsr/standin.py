@@ -67,9 +67,9 @@ def fit_autoencoder(
     pool_size: int = 256,
     seed: int = 0,
 ) -> list[float]:
-    """Fit ``vae`` (diffusers ``AutoencoderKL``) as an autoencoder: ``steps`` Adam steps on MSE(decode(encode(x).mode()), x)
-    for x in [-1, 1], random ``crop``² crops of the first ``pool_size`` images of ``images``. Returns the losses;
-    the VAE is left frozen (``requires_grad`` False) in eval mode."""
+    """Fit ``vae`` (diffusers ``AutoencoderKL``) as an autoencoder: ``steps`` Adam steps on
+    MSE(decode(encode(x).mode()), x) for x in [-1, 1], random ``crop``² crops of the first ``pool_size`` images of
+    ``images``. Returns the losses; the VAE is left frozen (``requires_grad`` False) in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     device = next(vae.parameters()).device
     vae.requires_grad_(True)

@@ -21,14 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.metrics import psnr, ssim_uniform
+from zoo.metrics import psnr, ssim_uniform, ycbcr_y
 from zoo.training.module import RestorationModule
-
-
-def ycbcr_luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 Y of YCbCr in [16/255, 235/255] (BasicSR/Restormer ``bgr2ycbcr(y_only=True)``), (B,1,H,W)."""
-    weights = rgb.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
-    return (16.0 + (rgb * weights).sum(1, keepdim=True)) / 255.0
 
 
 class LossSpikeScaler:
@@ -72,32 +66,27 @@ class PIPModule(RestorationModule):
         if blind_eval and self.net.sensor is None:
             raise ValueError("blind_eval needs the degradation sensor: set model.net.sensor=true")
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if not batch:
-            return None
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted terms, their total ``loss``, and ``pixel_raw`` (before the spike scaler) and
+        ``sensor_accuracy`` (with a sensor) to watch."""
         labels = batch["degradation"]
         outputs = self.net.forward_train(batch["image"], labels)
         pixel = F.smooth_l1_loss(outputs.restored.float(), batch["target"].float())
         losses = {"pixel": self.scaler(pixel) if self.scaler is not None else pixel}
         if self.hparams.orthogonality_weight:
             losses["orthogonality"] = self.hparams.orthogonality_weight * self.net.orthogonality_loss()
-        size = len(labels)
+        watched = {"pixel_raw": pixel}
         if outputs.sensor_logits is not None:
             losses["sensor"] = self.hparams.sensor_weight * F.cross_entropy(outputs.sensor_logits.float(), labels)
-            self.log(
-                "train/sensor_accuracy", (outputs.sensor_logits.argmax(1) == labels).float().mean(), batch_size=size
-            )
-        loss = sum(losses.values())
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        self.log("train/pixel_raw", pixel.detach(), batch_size=size)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size)
-        return loss
+            watched["sensor_accuracy"] = (outputs.sensor_logits.argmax(1) == labels).float().mean()
+        return {"loss": sum(losses.values()), **losses, **watched}
 
     def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.eval_net(batch["image"], None if self.hparams.blind_eval else batch["degradation"])
-
-    def forward(self, image: torch.Tensor, degradation: Any = None) -> torch.Tensor:
-        return self.eval_net(image, degradation)
+        """``blind_eval``: the sensor's classes instead of the batch's."""
+        image, conditions = self.model_inputs(batch)
+        if self.hparams.blind_eval:
+            conditions.pop("degradation", None)
+        return self.eval_net(image, **conditions)
 
     def metric_names(self) -> list[str]:
         return super().metric_names() + (["sensor_accuracy"] if self.net.sensor is not None else [])
@@ -105,7 +94,7 @@ class PIPModule(RestorationModule):
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         image = batch["image"].float()
         if self.hparams.y_channel:
-            output, target, image = ycbcr_luma(output), ycbcr_luma(target), ycbcr_luma(image)
+            output, target, image = ycbcr_y(output), ycbcr_y(target), ycbcr_y(image)
         scores = {
             "psnr": psnr(output, target),
             "ssim": ssim_uniform(output, target),

@@ -158,7 +158,8 @@ class STEEraser(MaskDecoder):
         super().__init__(w, (8 * w, 4 * w, 2 * w, w))
         if composite not in COMPOSITES or predicted_mask not in PREDICTED_MASKS:
             raise ValueError(
-                f"composite must be one of {COMPOSITES} and predicted_mask one of {PREDICTED_MASKS}; got {composite!r}, {predicted_mask!r}"
+                f"composite must be one of {COMPOSITES} and predicted_mask one of {PREDICTED_MASKS}; "
+                f"got {composite!r}, {predicted_mask!r}"
             )
         self.composite, self.predicted_mask = composite, predicted_mask
         # coarse U-Net encoder

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.imaging.images import to_uint8
 from zoo.metrics import psnr
 from zoo.ste.model import MaskCritic, STEDiscriminator, STEOutput
 from zoo.ste.policy import (
@@ -52,7 +53,13 @@ from zoo.ste.policy import (
 )
 from zoo.ste.synthesis import TextSynthesizer
 from zoo.training.gan import AdversarialModule
-from zoo.training.losses import IMAGENET_MEAN, IMAGENET_STD, VGGFeatureLoss, load_vgg16_state
+from zoo.training.losses import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VGGFeatureLoss,
+    load_vgg16_state,
+    masked_l1_over_all,
+)
 from zoo.training.optim import build_optimizer
 
 POLICY_MODES = ("random", "global", "conditioned")
@@ -100,12 +107,6 @@ def dice_loss(prediction: torch.Tensor, target: torch.Tensor, sigmoid: bool = Fa
     return 1 - 2 * (p * t).sum(1) / ((p * p).sum(1) + 0.001 + (t * t).sum(1) + 0.001)
 
 
-def masked_mean_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``mean|mask·pred − mask·target|`` over every element (the official L1 of masked images, not
-    normalised by the mask's area)."""
-    return F.l1_loss(mask * pred, mask * target)
-
-
 class ImageFeatures(torch.nn.Module):
     """1000-d VGG16 logits of an image (the conditioned policy's input, official ``pre_feature.py``),
     224 px, ImageNet-normalised; frozen."""
@@ -130,11 +131,6 @@ class ImageFeatures(torch.nn.Module):
             self.loaded = True
         x = F.interpolate(image.float(), size=(224, 224), mode="bilinear", align_corners=False)
         return self.vgg((x - self.mean) / self.std)
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3,H,W) float [0,1] -> HxWx3 uint8."""
-    return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def rotate(arrays: Sequence[np.ndarray], angle: float, nearest: Sequence[bool]) -> list[np.ndarray]:
@@ -255,7 +251,8 @@ class STEModule(AdversarialModule):
         if self.hparams.canvas == "target":
             if "target" not in batch:
                 raise KeyError(
-                    "canvas='target' needs batches with 'target' (a clean image); this datamodule gives none — use canvas='image'"
+                    "canvas='target' needs batches with 'target' (a clean image); "
+                    "this datamodule gives none — use canvas='image'"
                 )
             canvas = batch["target"]
             return canvas, torch.zeros_like(canvas[:, :1])
@@ -319,7 +316,8 @@ class STEModule(AdversarialModule):
         height, width = batch["image"].shape[-2:]
         if height % 32 or width % 32:
             raise ValueError(
-                f"STE trains on sizes that are multiples of 32 (the eraser down-samples 32x); got {height}x{width}: set data.train_size / data.size"
+                f"STE trains on sizes that are multiples of 32 (the eraser down-samples 32x); got {height}x{width}: "
+                "set data.train_size / data.size"
             )
         return self.net.forward_train(batch["image"])
 
@@ -337,13 +335,13 @@ class STEModule(AdversarialModule):
         hp = self.hparams
         image, target, text = batch["image"], batch["target"], batch["mask"]
         output = self._pasted(batch, outputs)
-        losses = {"hole": hp.hole_weight * masked_mean_l1(output, target, text)}
+        losses = {"hole": hp.hole_weight * masked_l1_over_all(output, target, text)}
         scale_loss = 0.0
         for weight, prediction in zip(hp.scale_weights, (outputs.quarter, outputs.half, outputs.coarse)):
             size = prediction.shape[-2:]
             scaled_text = F.interpolate(text, size=size) if text.shape[-2:] != size else text
             scaled_target = F.interpolate(target, size=size) if target.shape[-2:] != size else target
-            scale_loss = scale_loss + weight * masked_mean_l1(prediction, scaled_target, scaled_text)
+            scale_loss = scale_loss + weight * masked_l1_over_all(prediction, scaled_target, scaled_text)
         losses["multiscale"] = scale_loss
         if self.vgg is not None:
             # the official sums the terms of the output and of its composite, equal after pasting

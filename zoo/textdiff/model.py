@@ -139,7 +139,7 @@ class RecognizerTextPrior(nn.Module):
         super().__init__()
         self.recognizer = CRNN()
         if recognizer_weights:
-            from zoo import load_weights
+            from zoo.factory import load_weights
 
             load_weights(self.recognizer, "crnn", recognizer_weights)
         self.recognizer.requires_grad_(False)
@@ -518,7 +518,10 @@ class TextDiff(nn.Module):
     train_forward=True,
     refiner=True,
     sampler=True,
-    onnx_note="iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); exporting its networks separately is not supported",
+    onnx_note=(
+        "iterative diffusion sampler (a Python loop over the timesteps, their number chosen per call); "
+        "exporting its networks separately is not supported"
+    ),
 )
 def textdiff(**kwargs) -> TextDiff:
     """TextDiff (2x scene-text SR: TEM + mask-guided residual diffusion; no official weights exist)."""

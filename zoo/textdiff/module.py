@@ -14,8 +14,8 @@ objective is DocDiff's (``src/trainer.py``), which the authors point to, plus a 
 TEM frozen, e.g. loaded with ``pretrained=`` from a ``tem`` run).
 
 Evaluation: PSNR and SSIM (Gaussian 11/1.5) on RGB against HR, ``psnr_identity`` the bicubic
-upsampling; with a recognizer (``tools/eval.py ... recognizer=crnn``) word accuracy of the SR output,
-of the bicubic upsampling (``accuracy_identity``) and of HR (``accuracy_hr``), TATT's counting.
+upsampling; with a ``recognizer`` (a constructor argument: ``rezoo eval ... recognizer=crnn``) word accuracy of
+the SR output, of the bicubic upsampling (``accuracy_identity``) and of HR (``accuracy_hr``), TATT's counting.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class TextDiffModule(RestorationModule):
         mask_weight: float = 1.0,
         detach_residual_target: bool = False,
         val_sample_steps: int | None = None,
+        recognizer: torch.nn.Module | None = None,
         **kwargs: Any,
     ):
         super().__init__(model_name, net, **kwargs)
@@ -80,7 +81,8 @@ class TextDiffModule(RestorationModule):
         )
         if stage == "mrd":
             self.net.tem.requires_grad_(False)
-        self.recognizer: list[torch.nn.Module] = []  # set by tools/eval.py (a list: not a submodule, not saved)
+        # a word recognizer scoring the outputs (a list: not a submodule, not saved, not a hyperparameter)
+        self.recognizer: list[torch.nn.Module] = [] if recognizer is None else [recognizer]
 
     def train(self, mode: bool = True) -> TextDiffModule:
         super().train(mode)
@@ -88,9 +90,7 @@ class TextDiffModule(RestorationModule):
             self.net.tem.eval()  # frozen: BatchNorm statistics stay those of the TEM run
         return self
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        if not batch:
-            return None
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams
         lr, hr = batch["lr"], batch["target"]
         outputs = self.net.forward_train(
@@ -112,17 +112,12 @@ class TextDiffModule(RestorationModule):
             losses["diffusion"] = frequency_mse(
                 outputs.residual.float(), outputs.residual_target.float(), hp.laplacian_weight, low=False
             )
-        loss = sum(losses.values())
-        size = len(lr)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=size)
-        return loss
+        return {"loss": sum(losses.values()), **losses}
 
     def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.eval_net(batch["lr"], steps=self.hparams.val_sample_steps)
-
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.eval_net(lr)
+        """The sampler with ``val_sample_steps``."""
+        image, conditions = self.model_inputs(batch)
+        return self.eval_net(image, **conditions, steps=self.hparams.val_sample_steps)
 
     def metric_names(self) -> list[str]:
         return super().metric_names() + (["accuracy", "accuracy_identity", "accuracy_hr"] if self.recognizer else [])

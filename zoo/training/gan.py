@@ -5,7 +5,9 @@ update. ``trainer.global_step`` (and so ``max_steps``, step-based schedules, che
 **generator** steps: Lightning counts every ``optimizer.step()`` in manual optimization, so the
 discriminator steps through :func:`step_uncounted`. Both networks' weights (and optimizers) are in the
 Lightning checkpoint, so a resumed or fine-tuned run continues adversarially; ``pretrained=<.ckpt>``
-also restores the discriminator when the file has one.
+also restores the discriminator when the file has one, at the start of fitting (a module built from
+weights only to evaluate never reads it). The step is the base's skeleton: :meth:`AdversarialModule.training_losses`
+runs both updates and returns what the base logs (``train/d_loss``, ``train/g_loss``, the generator's terms).
 
 DDP: the discriminator's backward leaves the generator's parameters without gradients (and vice versa),
 so DDP needs ``find_unused_parameters`` (the GAN zoo configs set ``ddp_find_unused_parameters: true``,
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.checkpoints import lightning_state
 from zoo.training.module import RestorationModule
 from zoo.training.optim import build_optimizer, build_scheduler
 
@@ -39,20 +42,19 @@ def discriminator_state(path: str | Path) -> dict[str, torch.Tensor] | None:
     path = Path(path)
     if path.suffix != ".ckpt" or not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True).get("state_dict", {})
-    prefix = "discriminator."
-    found = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    return found or None
+    return lightning_state(path, "discriminator.") or None
 
 
 class AdversarialModule(RestorationModule):
     """Generator ``net`` + ``discriminator`` trained in alternation; subclasses implement
     :meth:`build_discriminator`, :meth:`generate`, :meth:`discriminator_loss` and :meth:`generator_losses`.
 
-    ``discriminator`` (its architecture kwargs), ``discriminator_optimizer`` (default: the generator's settings), ``gradient_clip`` (norm, every
-    update, extra optimizers included; the Trainer's ``gradient_clip_val`` does not apply to manual optimization), ``gan_start_step``
-    (generator steps before the adversarial terms switch on).
+    ``discriminator`` (its architecture kwargs), ``discriminator_optimizer`` (default: the generator's settings),
+    ``gradient_clip`` (norm, every update, extra optimizers included; the Trainer's ``gradient_clip_val`` does not
+    apply to manual optimization), ``gan_start_step`` (generator steps before the adversarial terms switch on).
     """
+
+    progress_bar = ("d_loss", "g_loss")
 
     def __init__(
         self,
@@ -73,8 +75,12 @@ class AdversarialModule(RestorationModule):
             gan_start_step=gan_start_step,
         )
         self.discriminator = self.build_discriminator(**self.hparams.discriminator)
+
+    def setup(self, stage: str) -> None:
+        """Fitting from ``pretrained=<.ckpt>``: the discriminator's weights too, when the file has them."""
+        super().setup(stage)
         pretrained = self.hparams.pretrained
-        state = discriminator_state(pretrained) if isinstance(pretrained, str) else None
+        state = discriminator_state(pretrained) if stage == "fit" and isinstance(pretrained, str) else None
         if state is not None:
             self.discriminator.load_state_dict(state)
 
@@ -120,26 +126,30 @@ class AdversarialModule(RestorationModule):
         optimizer.step() if counted else step_uncounted(optimizer)
         self.untoggle_optimizer(optimizer)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if not batch:
-            return None
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One discriminator update (from ``gan_start_step``), one generator update, the schedules' step and
+        :meth:`after_generator_step`; returns ``d_loss``, ``g_loss`` and the generator's terms (nothing under
+        ``loss``: the updates are done)."""
         batch = self.prepare_batch(batch)
         opt_g, opt_d = self.optimizers()[:2]
         adversarial = self.adversarial
         outputs = self.generate(batch)
-        size = len(batch["image"])
+        logged = {}
         if adversarial:
-            d_loss = self.discriminator_loss(batch, outputs)
-            self._update(opt_d, d_loss, counted=False)
-            self.log("train/d_loss", d_loss.detach(), prog_bar=True, batch_size=size)
+            logged["d_loss"] = self.discriminator_loss(batch, outputs)
+            self._update(opt_d, logged["d_loss"], counted=False)
         losses = self.generator_losses(batch, outputs, adversarial)
-        g_loss = sum(losses.values())
-        self._update(opt_g, g_loss, counted=True)
-        for scheduler in self.lr_schedulers() or []:
+        logged["g_loss"] = sum(losses.values())
+        self._update(opt_g, logged["g_loss"], counted=True)
+        for scheduler in self.lr_schedulers():
             scheduler.step()
-        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=size)
-        self.log_dict({f"train/{name}": value.detach() for name, value in losses.items()}, batch_size=size)
         self.after_generator_step(batch, outputs)
+        return {**logged, **losses}
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The generator's optimizer holds every parameter of ``net``, frozen ones included (GaRNet's fixed
+        mask-branch filters), so the optimizer states of existing checkpoints keep loading."""
+        return list(self.net.parameters())
 
     def lr_schedulers(self) -> list:
         schedulers = super().lr_schedulers()
@@ -149,7 +159,7 @@ class AdversarialModule(RestorationModule):
 
     def configure_optimizers(self) -> Any:
         total = self.trainer.estimated_stepping_batches
-        opt_g = build_optimizer(self.net.parameters(), self.hparams.optimizer)
+        opt_g = build_optimizer(self.trainable_parameters(), self.hparams.optimizer)
         opt_d = build_optimizer(
             self.discriminator.parameters(), self.hparams.discriminator_optimizer or self.hparams.optimizer
         )

@@ -1,9 +1,13 @@
 """Base LightningModule for restoration and text removal.
 
-Subclasses implement ``training_step``; this class provides the network (built through the
-registry, so checkpoints round-trip into ``zoo.create_model``), optional generator EMA, the shared
-validation/test steps with fp32 per-image metrics (``val/psnr``, ``val/ssim``, ``val/psnr_identity``),
-sample grids, saving test outputs, and the optimizer/schedule from config.
+A family implements :meth:`RestorationModule.training_losses` (its losses, the total under ``loss``) and, when it
+trains a subset of the network, :meth:`RestorationModule.trainable_parameters`; this class provides the network
+(built through the registry, so checkpoints round-trip into ``zoo.create_model``), optional generator EMA, the
+training step (empty batches skipped, every loss logged as ``train/<name>``), the eval forward built from the
+model's :class:`~zoo.registry.ModelInfo`, the shared validation/test steps with fp32 per-image metrics
+(``val/psnr``, ``val/ssim``, ``val/psnr_identity``), extra test scorers (the ``scorers`` argument), sample
+grids, and the optimizer/schedule from config. ``test_step`` returns the outputs (fp32, [0,1]) for callbacks
+(``zoo.training.callbacks.SaveTestOutputs``).
 
 Evaluation sets: a datamodule declares the sets of its val/test samples (``eval_sets(stage)``, see
 ``datamodules/base.py``); at setup every process creates ``<stage>/<name>`` and ``<stage>/<set>/<name>``
@@ -25,7 +29,7 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import MeanMetric
 
-import zoo
+from zoo.factory import create_model, model_info
 from zoo.imaging.images import save_image
 from zoo.metrics import psnr, ssim
 from zoo.training.ema import make_ema_copy, update_ema
@@ -66,7 +70,12 @@ def sample_grid(
 
 
 class RestorationModule(L.LightningModule):
-    """Shared Lightning logic; ``net`` holds the architecture kwargs of registry model ``model_name``."""
+    """Shared Lightning logic; ``net`` holds the architecture kwargs of registry model ``model_name`` (with
+    ``pretrained``, those the weights file records are used unless ``net`` names them). ``scorers``: extra test
+    scorers, name -> object with ``update(output, target, image, mask, names, boxes=)`` and ``compute()`` (the
+    ``scorers`` config group of ``rezoo eval``); not a hyperparameter."""
+
+    progress_bar: tuple[str, ...] = ("loss",)  # the training_losses entries shown on the progress bar
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class RestorationModule(L.LightningModule):
         ema_every: int = 1,
         ema_start: int = 0,
         sample_rows: int = 4,
+        scorers: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -97,16 +107,14 @@ class RestorationModule(L.LightningModule):
             ),
             logger=False,
         )
-        self.net = zoo.create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
+        self.net = create_model(model_name, pretrained=pretrained or False, **self.hparams.net)
+        self.info = model_info(model_name)
         self.ema_net = make_ema_copy(self.net) if ema_decay else None
         self.metrics = torch.nn.ModuleDict()  # created at setup (module docstring), keys in _metric_keys
         self._metric_keys: dict[tuple[str, ...], str] = {}  # (stage, [set,] name) -> key in self.metrics
         self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
         self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
-        self.save_dir: Path | None = None  # set by tools/eval.py to write test outputs
-        self.scorers: dict[
-            str, Any
-        ] = {}  # set by tools/eval.py: name -> scorer (update(output, target, image, mask, names, boxes=), compute())
+        self.scorers: dict[str, Any] = dict(scorers or {})
 
     # ------------------------------------------------------------------ inference
     @property
@@ -114,12 +122,18 @@ class RestorationModule(L.LightningModule):
         """The network used for validation/test/export: the EMA copy when there is one."""
         return self.ema_net if self.ema_net is not None else self.net
 
-    def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The restored images for a batch (eval mode); families with extra inputs override this."""
-        return self.eval_net(batch["image"], batch.get("mask"))
+    def model_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The eval forward's image (``ModelInfo.inputs[0]``: ``image`` or ``lr``) and, as keywords, the conditions
+        it takes (``ModelInfo.conditions``) that the batch holds."""
+        return batch[self.info.inputs[0]], {name: batch[name] for name in self.info.conditions if name in batch}
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.eval_net(image, mask)
+    def predict_batch(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The restored images for a batch (eval mode): ``eval_net(image, **conditions)``."""
+        image, conditions = self.model_inputs(batch)
+        return self.eval_net(image, **conditions)
+
+    def forward(self, image: torch.Tensor, **conditions: Any) -> torch.Tensor:
+        return self.eval_net(image, **conditions)
 
     # ----------------------------------------------------------------- evaluation
     def metric_names(self) -> list[str]:
@@ -149,9 +163,10 @@ class RestorationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """``dataloader_idx``: datamodules with one test loader per set (all-in-one) name the set in ``batch["set"]``."""
-        self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | None:
+        """The outputs (fp32, [0,1]; None for an empty batch), for the callbacks' ``on_test_batch_end``.
+        ``dataloader_idx``: datamodules with one test loader per set (all-in-one) name the set in ``batch["set"]``."""
+        return self._evaluate(batch, "test")
 
     def score(self, output: torch.Tensor, target: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Per-image metrics of fp32 outputs in [0,1], ``psnr_identity`` the input's (families with another
@@ -170,9 +185,9 @@ class RestorationModule(L.LightningModule):
             raise KeyError(f"no metric {'/'.join(parts)}: every name and set must be declared at setup ({declared})")
         return self.metrics[key]
 
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
         if not batch:
-            return
+            return None
         output = self.predict_batch(batch)
         with torch.autocast(device_type=output.device.type, enabled=False):  # metrics in fp32
             output = output.float().clamp(0, 1)
@@ -196,9 +211,7 @@ class RestorationModule(L.LightningModule):
                     batch.get("name"),
                     boxes=batch.get("boxes"),
                 )
-        if stage == "test" and self.save_dir is not None:  # images/[<set>/]<name>.png (names are stems, may hold dots)
-            for i, (name, image) in enumerate(zip(batch["name"], output)):
-                save_image(image, self.save_dir / (sets[i] if sets else "") / f"{name}.png")
+        return output
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -246,6 +259,25 @@ class RestorationModule(L.LightningModule):
                     )
 
     # ------------------------------------------------------------------- training
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The family's named losses of a (non-empty) batch, the total to minimise under ``loss``; every entry is
+        logged as ``train/<name>`` (other entries: weighted terms, diagnostics)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if not batch:
+            return None
+        losses = self.training_losses(batch)
+        size = len(batch[self.info.inputs[0]])
+        for name, value in losses.items():
+            value = value.detach() if isinstance(value, torch.Tensor) else value
+            self.log(f"train/{name}", value, prog_bar=name in self.progress_bar, batch_size=size)
+        return losses.get("loss")
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimizer updates: the network's parameters that require gradients."""
+        return [p for p in self.net.parameters() if p.requires_grad]
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema_net is not None:  # DocDiff: a copy until ema_start, then an update every ema_every steps
             step = self.global_step
@@ -257,6 +289,6 @@ class RestorationModule(L.LightningModule):
             self.trainer.should_stop = True  # Lightning then validates the final weights, whatever val_check_interval
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer([p for p in self.net.parameters() if p.requires_grad], self.hparams.optimizer)
+        optimizer = build_optimizer(self.trainable_parameters(), self.hparams.optimizer)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.trainer.estimated_stepping_batches)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
