@@ -80,9 +80,7 @@ def list_main(argv: Sequence[str] | None = None, prog: str = "rezoo list") -> li
     )
     for info in infos:
         if not info.onnx:
-            console.print(
-                f"no onnx: {info.name}: {info.onnx_note or 'not supported'}", markup=False, soft_wrap=True
-            )
+            console.print(f"no onnx: {info.name}: {info.onnx_note or 'not supported'}", markup=False, soft_wrap=True)
     return infos
 
 

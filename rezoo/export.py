@@ -34,11 +34,11 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from zoo.checkpoints import SAFETENSORS_METADATA_KEY, load_state_dict_strict, load_weights, read_checkpoint
+from zoo.checkpoints import SAFETENSORS_METADATA_KEY, load_state_dict_strict, read_checkpoint
 from zoo.errors import UserError, WeightsError, require_extra
+from zoo.factory import build_model
 from zoo.hub import sha256_file
 from zoo.manifest import manifest_entry
-from zoo.registry import registration
 
 FORMATS = ("safetensors", "onnx")
 ONNX_EXTRA = 'pip install -e ".[export]"'
@@ -299,11 +299,7 @@ def export_onnx(
     info = zoo.model_info(name)
     if not info.onnx:
         raise ExportError(f"{name} cannot be exported to ONNX: {info.onnx_note or 'not supported'}")
-    model = (
-        load_weights(zoo.create_model(name, **ckpt.model_kwargs), ckpt, registration(name).remap, source=str(path))
-        .float()
-        .eval()
-    )
+    model = build_model(name, ckpt, str(path)).float().eval()
     inputs, outputs, notes = onnx_signature(name, ckpt.model_kwargs)
     wrapper = EvalForward(model, tuple(spec.name for spec in inputs[1:])).eval()
     generator = torch.Generator().manual_seed(0)

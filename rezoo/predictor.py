@@ -14,6 +14,7 @@ import torch
 import zoo
 from rezoo.flags import PRECISIONS
 from zoo.errors import InputError
+from zoo.factory import build_model
 from zoo.imaging.images import read_image, to_tensor
 from zoo.imaging.masks import polygons_to_mask
 from zoo.metrics.text_removal import composite
@@ -69,7 +70,7 @@ class Predictor:
         self.device, self.dtype, self.tile, self.overlap = device, PRECISIONS[precision], tile, overlap
         path, checkpoint = zoo.read_pretrained(name, weights if weights is not None else True)
         self.arguments = {**checkpoint.model_kwargs, **kwargs}  # the architecture the weights are built into
-        self.model = zoo.create_model(name, pretrained=path, **kwargs).eval().to(device)
+        self.model = build_model(name, checkpoint, str(path), **kwargs).eval().to(device)
 
     @property
     def blind(self) -> bool:

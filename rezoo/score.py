@@ -98,9 +98,7 @@ def pair_files(
         if stems - set(files)
     ]
     if problems:
-        raise InputError(
-            "unpaired files (outputs and ground truth pair by file stem):\n  " + "\n  ".join(problems)
-        )
+        raise InputError("unpaired files (outputs and ground truth pair by file stem):\n  " + "\n  ".join(problems))
     if not stems:
         raise InputError(f"no images in --pred {pred_dir} and --gt {gt_dir}")
     return sorted(stems), found

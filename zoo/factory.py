@@ -14,7 +14,15 @@ from zoo.hub import resolve_pretrained
 from zoo.manifest import load_manifest
 from zoo.registry import ModelInfo, registered_names, registration, with_tags
 
-__all__ = ["create_model", "example_inputs", "list_models", "load_weights", "model_info", "read_pretrained"]
+__all__ = [
+    "build_model",
+    "create_model",
+    "example_inputs",
+    "list_models",
+    "load_weights",
+    "model_info",
+    "read_pretrained",
+]
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -95,9 +103,15 @@ def create_model(
     for a family whose release is several files (GramSR), also a folder of them.
     Architecture kwargs recorded in an exported or Lightning file are used unless overridden here.
     """
-    entry = registration(name)
     if pretrained is False or pretrained is None:
-        return entry.builder(**kwargs)
+        return registration(name).builder(**kwargs)
     path, checkpoint = read_pretrained(name, pretrained, progress)
+    return build_model(name, checkpoint, str(path), **kwargs)
+
+
+def build_model(name: str, checkpoint: Checkpoint, source: str = "checkpoint", **kwargs: Any) -> torch.nn.Module:
+    """Model ``name`` built with the architecture arguments ``checkpoint`` records (``kwargs`` win) and its weights
+    (official keys remapped by the family's hook); ``source`` names the file in errors."""
+    entry = registration(name)
     model = entry.builder(**{**checkpoint.model_kwargs, **kwargs})
-    return load_checkpoint(model, checkpoint, entry.remap, source=str(path))
+    return load_checkpoint(model, checkpoint, entry.remap, source=source)
