@@ -190,6 +190,21 @@ class BaseDataModule(L.LightningDataModule):
         return self._loader("test", self.val_batch_size, shuffle=False)
 
 
+class GeneratedDataModule(BaseDataModule):
+    """Generated data: ``train_samples``, ``val_samples`` and ``test_samples`` samples of ``dataset_class`` per split,
+    built as ``dataset_class(count, split=split, **self.dataset_kwargs)`` (subclasses set ``dataset_kwargs``)."""
+
+    dataset_class: Callable[..., Dataset]
+    dataset_kwargs: dict[str, Any]
+
+    def __init__(self, train_samples: int, val_samples: int, test_samples: int, **loader_kwargs: Any):
+        super().__init__(**loader_kwargs)
+        self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
+
+    def build_dataset(self, split: str) -> Dataset:
+        return self.dataset_class(self.sizes[split], split=split, **self.dataset_kwargs)
+
+
 def size_mismatch(first: Path | str, first_image: np.ndarray, second: Path, second_image: np.ndarray) -> BadSampleError:
     """The error of a sample whose two images (``first`` read as ``first_image``, ...) differ in size."""
     (h1, w1), (h2, w2) = first_image.shape[:2], second_image.shape[:2]

@@ -41,6 +41,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from datamodules.base import (
     BadSampleError,
     BaseDataModule,
+    GeneratedDataModule,
     SampleDataset,
     TrainDraws,
     layout_error,
@@ -553,7 +554,7 @@ class SyntheticSRDataset(SampleDataset):
         return sr_sample(self.degradation.degrade(hr[None], [eval_seed(self.seed, self.split, index)])[0], hr, "", name)
 
 
-class SyntheticSRDataModule(DegradeOnTheFly, BaseDataModule):
+class SyntheticSRDataModule(DegradeOnTheFly, GeneratedDataModule):
     """``data=synthetic_sr``, the embedded default of the real-world SR models (module docstring); ``size`` is the HQ
     side (a multiple of ``scale``)."""
 
@@ -571,13 +572,12 @@ class SyntheticSRDataModule(DegradeOnTheFly, BaseDataModule):
         text_probability: float = 0.7,
         **loader_kwargs: Any,
     ):
-        super().__init__(**loader_kwargs)
+        super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
         if size % scale:
             raise ValueError(f"data.size={size} must be a multiple of data.scale={scale}")
         self.seed, self.scale = seed, scale
         self.degradation = make_degradation(scale, degradation)
-        self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
-        self.kwargs = dict(
+        self.dataset_kwargs = dict(
             size=size,
             seed=seed,
             font_dir=font_dir,
@@ -587,5 +587,8 @@ class SyntheticSRDataModule(DegradeOnTheFly, BaseDataModule):
 
     def build_dataset(self, split: str) -> SyntheticSRDataset:
         return SyntheticSRDataset(
-            self.sizes[split], split=split, degradation=None if split == "train" else self.degradation, **self.kwargs
+            self.sizes[split],
+            split=split,
+            degradation=None if split == "train" else self.degradation,
+            **self.dataset_kwargs,
         )

@@ -40,6 +40,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from datamodules.base import (
     IMAGE_EXTENSIONS,
     BaseDataModule,
+    GeneratedDataModule,
     SampleDataset,
     TrainDraws,
     collate,
@@ -477,8 +478,10 @@ class SyntheticRestorationDataset(SampleDataset):
         }
 
 
-class SyntheticRestorationDataModule(BaseDataModule):
+class SyntheticRestorationDataModule(GeneratedDataModule):
     """Embedded default of the restoration models (module docstring)."""
+
+    dataset_class = SyntheticRestorationDataset
 
     def __init__(
         self,
@@ -490,15 +493,11 @@ class SyntheticRestorationDataModule(BaseDataModule):
         tasks: Sequence[str] = tuple(TASKS),
         **loader_kwargs: Any,
     ):
-        super().__init__(**loader_kwargs)
+        super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"data.tasks must be among {list(TASKS)}, got {list(tasks)}")
-        self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
-        self.kwargs = dict(size=size, seed=seed, tasks=list(tasks))
+        self.dataset_kwargs = dict(size=size, seed=seed, tasks=list(tasks))
 
     def eval_sets(self, stage: str) -> list[str]:
-        return list(self.kwargs["tasks"])
-
-    def build_dataset(self, split: str) -> SyntheticRestorationDataset:
-        return SyntheticRestorationDataset(self.sizes[split], split=split, **self.kwargs)
+        return list(self.dataset_kwargs["tasks"])

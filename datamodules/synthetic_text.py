@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from datamodules.base import BaseDataModule, SampleDataset, list_images, read_image, to_tensor
+from datamodules.base import GeneratedDataModule, SampleDataset, list_images, read_image, to_tensor
 from zoo.imaging.colors import Color, alpha_blend, contrasting_color, uniform_color
 from zoo.imaging.fonts import DEFAULT_FONT, find_fonts, load_font
 from zoo.imaging.masks import dilate_mask
@@ -342,8 +342,10 @@ class SyntheticTextDataset(SampleDataset):
         }
 
 
-class SyntheticTextDataModule(BaseDataModule):
+class SyntheticTextDataModule(GeneratedDataModule):
     """Rendered text on generated (or user) backgrounds; train samples vary, val/test are fixed."""
+
+    dataset_class = SyntheticTextDataset
 
     def __init__(
         self,
@@ -360,8 +362,7 @@ class SyntheticTextDataModule(BaseDataModule):
         shapes_probability: float = 0.5,
         **loader_kwargs: Any,
     ):
-        super().__init__(**loader_kwargs)
-        self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
+        super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
         self.dataset_kwargs = dict(
             size=size,
             seed=seed,
@@ -372,6 +373,3 @@ class SyntheticTextDataModule(BaseDataModule):
             background_kinds=background_kinds,
             shapes_probability=shapes_probability,
         )
-
-    def build_dataset(self, split: str) -> SyntheticTextDataset:
-        return SyntheticTextDataset(self.sizes[split], split=split, **self.dataset_kwargs)

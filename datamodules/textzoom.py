@@ -48,6 +48,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from datamodules.base import (
     BadSampleError,
     BaseDataModule,
+    GeneratedDataModule,
     SampleDataset,
     layout_error,
     list_images,
@@ -384,8 +385,10 @@ class SyntheticTextLinesDataset(SampleDataset):
         return sr_sample(self.degradation(hr, self.scale, rng), hr, text, f"synthetic_{self.split}_{index:06d}")
 
 
-class SyntheticTextLinesDataModule(BaseDataModule):
+class SyntheticTextLinesDataModule(GeneratedDataModule):
     """Embedded default for scene-text SR (module docstring); ``size`` is the HR (H, W)."""
+
+    dataset_class = SyntheticTextLinesDataset
 
     def __init__(
         self,
@@ -402,8 +405,7 @@ class SyntheticTextLinesDataModule(BaseDataModule):
         shapes_probability: float = 0.3,
         **loader_kwargs: Any,
     ):
-        super().__init__(**loader_kwargs)
-        self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
+        super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
         self.dataset_kwargs = dict(
             size=size,
             scale=scale,
@@ -415,9 +417,6 @@ class SyntheticTextLinesDataModule(BaseDataModule):
             shapes_probability=shapes_probability,
         )
         self.build_dataset("val")  # validate the settings now
-
-    def build_dataset(self, split: str) -> SyntheticTextLinesDataset:
-        return SyntheticTextLinesDataset(self.sizes[split], split=split, **self.dataset_kwargs)
 
 
 # ---------------------------------------------------------------------------------- custom folders

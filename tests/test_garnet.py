@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import zoo
-from tests.conftest import read_metrics, run_tool
+from tests.conftest import read_metrics, resume_run, run_tool
 from zoo.garnet.model import PatchDiscriminator
 from zoo.garnet.module import locality_labels, roi_target, stroke_masks
 from zoo.training.gan import discriminator_state
@@ -147,15 +147,7 @@ def test_train_logs_g_and_d_and_saves_the_discriminator(garnet_run):
 
 def test_resume_continues_at_the_generator_step(garnet_run, tmp_path):
     run_dir = tmp_path / "resumed"
-    run_tool(
-        "train.py",
-        *GARNET_TINY,
-        "trainer.max_steps=5",
-        "trainer.val_check_interval=5",
-        f"ckpt_path={garnet_run / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={run_dir}",
-    )
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt = resume_run(garnet_run, run_dir, *GARNET_TINY, "trainer.max_steps=5", "trainer.val_check_interval=5")
     assert ckpt["global_step"] == 5
     # both optimizers took exactly one step per generator step, across the two runs
     for optimizer_state in ckpt["optimizer_states"]:

@@ -38,6 +38,30 @@ def snapshot(module: GramSRModule) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in module.net.named_parameters()}
 
 
+def fit_tiny(module: GramSRModule, root, max_steps: int, batch_size: int, **options):
+    """Fit ``module`` quietly on the CPU, without validation, on 16 synthetic 32 px HQ images; the trainer."""
+    import lightning as L
+
+    from datamodules.realsr import SyntheticSRDataModule
+
+    data = SyntheticSRDataModule(
+        size=32, train_samples=16, val_samples=2, batch_size=batch_size, val_batch_size=2, num_workers=0
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=max_steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **options,
+    )
+    trainer.fit(module, datamodule=data)
+    return trainer
+
+
 def test_each_stage_trains_its_own_set():
     module = tiny_module(adapter_stages=[1, 2])
     adapter = {name for name, _ in module.net.named_parameters() if name.startswith("adapter.")}
@@ -74,8 +98,6 @@ def trained(tmp_path_factory):
     clipping, weight decay): (module, snapshots per step, checkpoint path)."""
     import lightning as L
 
-    from datamodules.realsr import SyntheticSRDataModule
-
     class Recorder(L.Callback):
         def __init__(self):
             self.at = {}
@@ -89,24 +111,8 @@ def trained(tmp_path_factory):
     L.seed_everything(0)
     root = tmp_path_factory.mktemp("gramsr_fit")
     module = tiny_module(stage_steps=[2, 2, 2], csd_weight=1.0, gram_weight=1.0)
-    data = SyntheticSRDataModule(
-        size=32, train_samples=16, val_samples=2, batch_size=2, val_batch_size=2, num_workers=0
-    )
     recorder = Recorder()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=6,
-        accumulate_grad_batches=2,
-        gradient_clip_val=1.0,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[recorder],
-        default_root_dir=root,
-    )
-    trainer.fit(module, datamodule=data)
+    trainer = fit_tiny(module, root, 6, 2, accumulate_grad_batches=2, gradient_clip_val=1.0, callbacks=[recorder])
     path = root / "last.ckpt"
     trainer.save_checkpoint(path)
     return module, recorder.at, path
@@ -324,20 +330,7 @@ def test_standin_base_is_written_and_rebuilt_from_the_checkpoint(tmp_path):
         standin={"steps": 40, "batch": 8, "crop": 24, "pool_size": 16, "lr": 2e-3, "unet_output_scale": 0.0},
     )
     vae_before = {k: v.clone() for k, v in module.net.vae.state_dict().items()}
-    data = SyntheticSRDataModule(
-        size=32, train_samples=16, val_samples=2, batch_size=4, val_batch_size=2, num_workers=0
-    )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, datamodule=data)
+    trainer = fit_tiny(module, tmp_path, 1, 4)
     folder = tmp_path / "standin_base"
     assert (
         module.hparams.net["base_model"] == str(folder)

@@ -87,51 +87,14 @@ def test_infer_super_resolves_and_refines(textdiff_run, tmp_path):
     Image.fromarray(rng.integers(0, 256, (15, 50, 3), dtype=np.uint8)).save(tmp_path / "lr" / "word.png")
     Image.fromarray(rng.integers(0, 256, (30, 100, 3), dtype=np.uint8)).save(tmp_path / "coarse" / "word.png")
     weights = str(textdiff_run / "checkpoints" / "last.ckpt")
-    [sr] = infer(
-        [
-            "--model",
-            "textdiff",
-            "--weights",
-            weights,
-            "--input",
-            str(tmp_path / "lr"),
-            "--out",
-            str(tmp_path / "sr"),
-            "--set",
-            "sample_steps=3",
-        ]
-    )
-    [refined] = infer(
-        [
-            "--model",
-            "textdiff",
-            "--weights",
-            weights,
-            "--input",
-            str(tmp_path / "lr"),
-            "--refine",
-            str(tmp_path / "coarse"),
-            "--out",
-            str(tmp_path / "refined"),
-        ]
-    )
+    args = ["--model", "textdiff", "--weights", weights, "--input", str(tmp_path / "lr")]
+    refine = [*args, "--refine", str(tmp_path / "coarse")]
+    [sr] = infer([*args, "--out", str(tmp_path / "sr"), "--set", "sample_steps=3"])
+    [refined] = infer([*refine, "--out", str(tmp_path / "refined")])
     with Image.open(sr) as a, Image.open(refined) as b:
         assert a.size == b.size == (100, 30)
     Image.fromarray(rng.integers(0, 256, (20, 100, 3), dtype=np.uint8)).save(tmp_path / "coarse" / "word.png")
-    result = run_tool(
-        "infer.py",
-        "--model",
-        "textdiff",
-        "--weights",
-        weights,
-        "--input",
-        str(tmp_path / "lr"),
-        "--refine",
-        str(tmp_path / "coarse"),
-        "--out",
-        str(tmp_path / "bad"),
-        check=False,
-    )
+    result = run_tool("infer.py", *refine, "--out", str(tmp_path / "bad"), check=False)
     assert result.returncode != 0 and "needs 100x30 (2x)" in result.stderr and "Traceback" not in result.stderr
 
 

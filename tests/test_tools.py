@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import zoo
-from tests.conftest import ROOT, TINY_TRAIN, read_metrics, run_tool
+from tests.conftest import ROOT, TINY_TRAIN, read_metrics, resume_run, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +48,7 @@ def test_checkpoint_loads_with_weights_only(trained_run):
 
 def test_resume_continues_from_the_saved_step(trained_run, tmp_path):
     run_dir = tmp_path / "resumed"
-    run_tool(
-        "train.py",
-        *TINY_TRAIN,
-        "trainer.max_steps=6",
-        "trainer.val_check_interval=2",
-        f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={run_dir}",
-    )
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt = resume_run(trained_run, run_dir, *TINY_TRAIN, "trainer.max_steps=6", "trainer.val_check_interval=2")
     assert ckpt["global_step"] == 6
     steps = [int(r["step"]) for r in read_metrics(run_dir) if r.get("train/loss")]
     assert steps and min(steps) == 4  # the resumed run starts where the first stopped
@@ -140,37 +132,14 @@ def _photo_and_brush_mask(folder: Path, height: int = 97, width: int = 131) -> t
 def test_infer_whole_and_tiled_keep_the_input_size(trained_run, tmp_path):
     image_path, mask_path = _photo_and_brush_mask(tmp_path)
     weights = str(trained_run / "checkpoints" / "last.ckpt")
+    args = ["--model", "deeperaser", "--weights", weights, "--input", str(image_path)]
     for extra, out in (([], "whole"), (["--tile", "64", "--overlap", "16"], "tiled")):
-        run_tool(
-            "infer.py",
-            "--model",
-            "deeperaser",
-            "--weights",
-            weights,
-            "--input",
-            str(image_path),
-            "--mask",
-            str(mask_path),
-            "--out",
-            str(tmp_path / out),
-            *extra,
-        )
+        run_tool("infer.py", *args, "--mask", str(mask_path), "--out", str(tmp_path / out), *extra)
         with Image.open(tmp_path / out / "photo.png") as result:
             assert result.size == (131, 97)
             output = np.asarray(result, dtype=np.float32)
         assert output.std() > 1  # a real image, not a constant
-    failed = run_tool(
-        "infer.py",
-        "--model",
-        "deeperaser",
-        "--weights",
-        weights,
-        "--input",
-        str(image_path),
-        "--out",
-        str(tmp_path / "x"),
-        check=False,
-    )
+    failed = run_tool("infer.py", *args, "--out", str(tmp_path / "x"), check=False)
     assert failed.returncode != 0 and "erases the text inside a mask: give --mask" in failed.stderr
 
 

@@ -1,7 +1,8 @@
 """rezoo: a model zoo for scene-text removal, image restoration and super-resolution.
 
 Public API: :func:`list_models`, :func:`model_info` (a :class:`ModelInfo`), :func:`example_inputs`,
-:func:`create_model`, :func:`load_weights`, :func:`read_pretrained`.
+:func:`create_model`, :func:`build_model`, :func:`load_weights`, :func:`read_pretrained` (``zoo.factory``),
+:func:`register_model`.
 """
 
 from zoo._compat import ensure_torchvision_importable
@@ -14,6 +15,7 @@ from importlib import metadata as _metadata  # noqa: E402
 from zoo.craft import model as _craft  # noqa: E402,F401
 from zoo.deeperaser import model as _deeperaser  # noqa: E402,F401
 from zoo.factory import (  # noqa: E402
+    build_model,
     create_model,
     example_inputs,
     list_models,
@@ -38,6 +40,7 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that was n
 __all__ = [
     "ModelInfo",
     "__version__",
+    "build_model",
     "create_model",
     "example_inputs",
     "list_models",

@@ -14,16 +14,6 @@ from zoo.hub import resolve_pretrained
 from zoo.manifest import load_manifest
 from zoo.registry import ModelInfo, registered_names, registration, with_tags
 
-__all__ = [
-    "build_model",
-    "create_model",
-    "example_inputs",
-    "list_models",
-    "load_weights",
-    "model_info",
-    "read_pretrained",
-]
-
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Sorted registered names matching a shell-style ``pattern``; with ``pretrained=True`` only those

@@ -88,6 +88,14 @@ class ModelInfo:
         return tuple(name for name in self.conditions if name not in self.optional)
 
 
+# The fields every model of a kind shares, spread into ``@register_model`` (``**TEXT_ERASER``): a text eraser takes the
+# image and its text mask and has a typed training forward and an ONNX export; a super-resolver takes the LR image and
+# has a typed training forward; a word recognizer reads grey crops.
+TEXT_ERASER = dict(task="text_removal", inputs=("image", "mask"), train_forward=True, onnx=True)
+SUPER_RESOLVER = dict(task="super_resolution", inputs=("lr",), train_forward=True)
+WORD_RECOGNIZER = dict(task="recognition", recognizer=True, input_channels=1)
+
+
 @dataclass(frozen=True)
 class Registration:
     """A builder with its description and the weight hooks: ``remap`` (official upstream keys -> ours) and

@@ -377,13 +377,13 @@ class CRAFT(nn.Module):
                 raise ValueError(
                     f"expected (B,3,H,W) RGB images or a list of (3,H,W) ones, got shape {tuple(images.shape)}"
                 )
-            batches = [to_uint8(images)]
+            batches = [np.ascontiguousarray(to_uint8(images))]
         else:
             if any(image.ndim != 3 or image.shape[0] != 3 for image in images):
                 raise ValueError(
                     f"expected a list of (3,H,W) RGB images, got shapes {[tuple(image.shape) for image in images]}"
                 )
-            batches = [to_uint8(image[None]) for image in images]
+            batches = [np.ascontiguousarray(to_uint8(image[None])) for image in images]
         weight = self.conv_cls[0].weight
         with evaluating(self):
             results = []
@@ -412,7 +412,6 @@ class CRAFT(nn.Module):
 @register_model(
     "craft",
     task="text_detection",
-    inputs=("image",),
     params=20_770_466,
     default_tag="mlt_25k",
     detector=True,

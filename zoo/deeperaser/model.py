@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.registry import register_model
+from zoo.registry import TEXT_ERASER, register_model
 
 __all__ = ["DeepEraser", "DeepEraserOutput", "deeperaser"]
 
@@ -257,12 +257,9 @@ class DeepEraser(nn.Module):
 
 @register_model(
     "deeperaser",
-    task="text_removal",
-    inputs=("image", "mask"),
+    **TEXT_ERASER,
     params=1_438_512,
     default_tag="scut_enstext",
-    train_forward=True,
-    onnx=True,
 )
 def deeperaser(**kwargs) -> DeepEraser:
     """DeepEraser (1,438,512 parameters with the default arguments)."""

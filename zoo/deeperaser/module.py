@@ -102,15 +102,7 @@ class DeepEraserModule(RestorationModule):
         if loss not in PIXEL_LOSSES:
             raise ValueError(f"loss must be one of {sorted(PIXEL_LOSSES)}, got {loss!r}")
         super().__init__(model_name, net, **kwargs)
-        self.hparams.update(
-            loss=loss,
-            gamma=gamma,
-            train_iters=train_iters,
-            checkpoint_iterations=checkpoint_iterations,
-            all_text_prob=all_text_prob,
-            box_prob=box_prob,
-            max_dilation=max_dilation,
-        )
+        self.save_arguments()
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         hp = self.hparams

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.nn.padding import crop_to, pad_to_multiple
-from zoo.registry import register_model
+from zoo.registry import TEXT_ERASER, register_model
 
 __all__ = ["GaRNet", "GaRNetOutput", "PatchDiscriminator", "garnet"]
 
@@ -293,14 +293,11 @@ class PatchDiscriminator(nn.Module):
 
 @register_model(
     "garnet",
-    task="text_removal",
-    inputs=("image", "mask"),
+    **TEXT_ERASER,
     pad_multiple=STRIDE,
     composites=True,
     params=12_399_909,
     default_tag="scut_enstext_synthtext",
-    train_forward=True,
-    onnx=True,
 )
 def garnet(**kwargs) -> GaRNet:
     """GaRNet (12,399,909 parameters with the default arguments, 160 of them frozen)."""

@@ -70,14 +70,7 @@ class GaRNetModule(AdversarialModule):
         **kwargs: Any,
     ):
         super().__init__(model_name, net, **kwargs)
-        self.hparams.update(
-            scale_weights=list(scale_weights),
-            attention_weight=attention_weight,
-            perceptual_weight=perceptual_weight,
-            style_weight=style_weight,
-            vgg_weights=vgg_weights,
-            adversarial_weight=adversarial_weight,
-        )
+        self.save_arguments(scale_weights=list(scale_weights))
         self.vgg = VGGFeatureLoss(vgg_weights) if perceptual_weight or style_weight else None
 
     def build_discriminator(self, **kwargs: Any) -> PatchDiscriminator:

@@ -50,7 +50,7 @@ from zoo.errors import InputError, WeightsError
 from zoo.gramsr.official import read_release
 from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.nn.tiling import tiled_forward
-from zoo.registry import register_model
+from zoo.registry import SUPER_RESOLVER, register_model
 
 __all__ = [
     "ADAPTER_SETS",
@@ -686,12 +686,10 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
 
 @register_model(
     "gramsr",
-    task="super_resolution",
-    inputs=("lr",),
+    **SUPER_RESOLVER,
     scale=4,
     pad_multiple=16,
     params=14_004_192,
-    train_forward=True,
     base=("base_model", "dino_model"),
     read_folder=read_release,
     onnx_note=(

@@ -176,22 +176,10 @@ class GramSRModule(RestorationModule):
                 "config dicts (with SD-2.1 and DINOv3 folders or hub ids, set model.standin=null)"
             )
         super().__init__(model_name, net, **kwargs)
-        self.hparams.update(
-            stage=stage,
-            stage_steps=stage_steps,
+        self.save_arguments(
             adapter_stages=[int(s) for s in adapter_stages],
-            l2_weight=l2_weight,
-            lpips_weight=lpips_weight,
-            lpips_weights=lpips_weights,
-            csd_weight=csd_weight,
-            csd_cfg=csd_cfg,
             csd_timesteps=[low, high],
-            gram_weight=gram_weight,
             gram_layers=None if gram_layers is None else [int(i) for i in gram_layers],
-            gram_tokens=gram_tokens,
-            gram_reduction=gram_reduction,
-            gradient_checkpointing=gradient_checkpointing,
-            hash_base=hash_base,
             standin=None if standin is None else dict(standin),
         )
         self.stages = [1, 2, 3] if stage == "all" else [stage]

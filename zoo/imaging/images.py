@@ -50,8 +50,9 @@ def list_images(folder: Path) -> dict[str, Path]:
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """(...,C,H,W) float [0,1] -> (...,H,W,C) uint8 on the CPU: clamped to [0,1], ×255, rounded half to even."""
-    return (tensor.detach().float().clamp(0, 1) * 255).round().byte().movedim(-3, -1).contiguous().cpu().numpy()
+    """(...,C,H,W) float [0,1] -> (...,H,W,C) uint8 on the CPU: clamped to [0,1], ×255, rounded half to even. A
+    view of the channels-first bytes (not C-contiguous): ``np.ascontiguousarray`` where a consumer needs one."""
+    return (tensor.detach().float().clamp(0, 1) * 255).round().byte().movedim(-3, -1).cpu().numpy()
 
 
 def save_image(tensor: torch.Tensor, path: Path) -> None:

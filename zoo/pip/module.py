@@ -55,13 +55,7 @@ class PIPModule(RestorationModule):
         **kwargs: Any,
     ):
         super().__init__(model_name, net, **kwargs)
-        self.hparams.update(
-            orthogonality_weight=orthogonality_weight,
-            loss_scaler=loss_scaler,
-            sensor_weight=sensor_weight,
-            blind_eval=blind_eval,
-            y_channel=y_channel,
-        )
+        self.save_arguments()
         self.scaler = LossSpikeScaler(**loss_scaler) if loss_scaler else None
         if blind_eval and self.net.sensor is None:
             raise ValueError("blind_eval needs the degradation sensor: set model.net.sensor=true")

@@ -34,7 +34,7 @@ from torch import nn
 
 from zoo.metrics import luma
 from zoo.nn.modes import evaluating
-from zoo.registry import StateDict, register_model
+from zoo.registry import WORD_RECOGNIZER, StateDict, register_model
 
 __all__ = [
     "ALPHABET",
@@ -181,11 +181,8 @@ class CRNN(nn.Module):
 
 @register_model(
     "crnn",
-    task="recognition",
-    inputs=("image",),
+    **WORD_RECOGNIZER,
     params=8_331_301,
-    recognizer=True,
-    input_channels=1,
     input_height=INPUT_HEIGHT,
     alphabet=ALPHABET,
     remap=fill_batchnorm_counters,

@@ -37,7 +37,7 @@ from torch import nn
 
 from zoo.nn.modes import evaluating
 from zoo.recognition.crnn import ctc_greedy_decode
-from zoo.registry import register_model
+from zoo.registry import WORD_RECOGNIZER, register_model
 
 __all__ = ["CHARACTERS", "EasyOCRRecognizer", "easyocr_en", "prepare", "stretch_contrast", "to_grey"]
 
@@ -226,12 +226,9 @@ class EasyOCRRecognizer(nn.Module):
 
 @register_model(
     "easyocr_en",
-    task="recognition",
-    inputs=("image",),
+    **WORD_RECOGNIZER,
     params=3_781_345,
     default_tag="english_g2",
-    recognizer=True,
-    input_channels=1,
     input_height=INPUT_HEIGHT,
     alphabet=CHARACTERS,
     onnx_note="AdaptiveAvgPool2d((None, 1)) over a dynamic width and its LSTMs: "

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from zoo.nn.padding import crop_to, pad_to_multiple
-from zoo.registry import register_model
+from zoo.registry import TEXT_ERASER, register_model
 
 __all__ = ["STEEraser", "STEOutput", "STEDiscriminator", "MaskCritic", "ste"]
 
@@ -308,15 +308,12 @@ class STEDiscriminator(nn.Module):
 
 @register_model(
     "ste",
-    task="text_removal",
-    inputs=("image", "mask"),
+    **TEXT_ERASER,
     optional=("mask",),
     pad_multiple=STRIDE,
     composites=True,
     params=19_737_615,
     default_tag="posterase",
-    train_forward=True,
-    onnx=True,
 )
 def ste(**kwargs) -> STEEraser:
     """STE eraser (19,737,615 parameters with the default arguments)."""

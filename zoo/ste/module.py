@@ -178,27 +178,12 @@ class STEModule(AdversarialModule):
                 f"canvas must be 'image' (the real image with its text) or 'target' (a clean image), got {canvas!r}"
             )
         self.settings = PolicySettings.from_config(policy)
-        self.hparams.update(
-            training_mode=training_mode,
-            canvas=canvas,
+        self.save_arguments(
             synthesis=dict(synthesis or {}),
             policy=asdict(self.settings),
-            hole_weight=hole_weight,
             scale_weights=list(scale_weights),
-            perceptual_weight=perceptual_weight,
-            style_weight=style_weight,
-            mask_weight=mask_weight,
-            mask_sigmoid=mask_sigmoid,
-            adversarial_weight=adversarial_weight,
-            triplet_weight=triplet_weight,
-            triplet_scale=triplet_scale,
-            vgg_weights=vgg_weights,
             real_text_dilation=list(real_text_dilation),
-            rotation_probability=rotation_probability,
-            rotation_degrees=rotation_degrees,
-            critic_every=critic_every,
             critic_optimizer=critic_optimizer or {"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9]},
-            synthesis_seed=synthesis_seed,
         )
         width = self.hparams.net.get("width", 32)
         self.critic = MaskCritic(width)

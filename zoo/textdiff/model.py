@@ -29,7 +29,7 @@ from torch import nn
 
 from zoo.nn.padding import crop_to, pad_to_multiple
 from zoo.recognition.crnn import CRNN, preprocess
-from zoo.registry import register_model
+from zoo.registry import SUPER_RESOLVER, register_model
 
 __all__ = ["MaskGuidedUNet", "TextDiff", "TextDiffOutput", "TextEnhancementModule", "textdiff"]
 
@@ -510,12 +510,10 @@ class TextDiff(nn.Module):
 
 @register_model(
     "textdiff",
-    task="super_resolution",
-    inputs=("lr",),
+    **SUPER_RESOLVER,
     scale=2,
     pad_multiple=4,
     params=5_132_363,
-    train_forward=True,
     refiner=True,
     sampler=True,
     onnx_note=(

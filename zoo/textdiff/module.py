@@ -71,14 +71,7 @@ class TextDiffModule(RestorationModule):
         super().__init__(model_name, net, **kwargs)
         if stage not in STAGES:
             raise ValueError(f"model.stage must be one of {STAGES}, got {stage!r}")
-        self.hparams.update(
-            stage=stage,
-            pixel_weight=pixel_weight,
-            laplacian_weight=laplacian_weight,
-            mask_weight=mask_weight,
-            detach_residual_target=detach_residual_target,
-            val_sample_steps=val_sample_steps,
-        )
+        self.save_arguments(exclude=("recognizer",))
         if stage == "mrd":
             self.net.tem.requires_grad_(False)
         # a word recognizer scoring the outputs (a list: not a submodule, not saved, not a hyperparameter)

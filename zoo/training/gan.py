@@ -68,12 +68,7 @@ class AdversarialModule(RestorationModule):
     ):
         super().__init__(model_name, net, **kwargs)
         self.automatic_optimization = False
-        self.hparams.update(
-            discriminator=dict(discriminator or {}),
-            discriminator_optimizer=discriminator_optimizer,
-            gradient_clip=gradient_clip,
-            gan_start_step=gan_start_step,
-        )
+        self.save_arguments(discriminator=dict(discriminator or {}))
         self.discriminator = self.build_discriminator(**self.hparams.discriminator)
 
     def setup(self, stage: str) -> None:

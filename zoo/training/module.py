@@ -19,6 +19,7 @@ distributed sampler does not pad: a split divisible by the number of processes).
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from pathlib import Path
@@ -115,6 +116,15 @@ class RestorationModule(L.LightningModule):
         self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
         self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
         self.scorers: dict[str, Any] = dict(scorers or {})
+
+    def save_arguments(self, exclude: tuple[str, ...] = (), **recorded: Any) -> None:
+        """Record the calling family constructor's own arguments as hyperparameters, in its signature's order, with
+        the values they hold at the call; not ``model_name``, ``net`` and ``**kwargs`` (recorded by the base) nor
+        those named in ``exclude``. ``recorded``: the value to record instead for some (a list for a tuple, the
+        settings with their defaults)."""
+        arguments = inspect.getargvalues(inspect.currentframe().f_back)
+        own = [name for name in arguments.args[1:] if name not in ("model_name", "net", *exclude)]
+        self.hparams.update({**{name: arguments.locals[name] for name in own}, **recorded})
 
     # ------------------------------------------------------------------ inference
     @property
