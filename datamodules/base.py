@@ -10,6 +10,7 @@ task keys (``boxes`` (N,4) xyxy float, ...). ``collate`` stacks tensors and keep
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.arguments import own_arguments
 from zoo.errors import LayoutError
 from zoo.imaging.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401 (the data package's image I/O)
 
@@ -192,7 +194,8 @@ class BaseDataModule(L.LightningDataModule):
 
 class GeneratedDataModule(BaseDataModule):
     """Generated data: ``train_samples``, ``val_samples`` and ``test_samples`` samples of ``dataset_class`` per split,
-    built as ``dataset_class(count, split=split, **self.dataset_kwargs)`` (subclasses set ``dataset_kwargs``)."""
+    built as ``dataset_class(count, split=split, **self.dataset_kwargs)``; subclasses set ``dataset_kwargs``, by
+    default to their constructor's other arguments (:meth:`dataset_arguments`)."""
 
     dataset_class: Callable[..., Dataset]
     dataset_kwargs: dict[str, Any]
@@ -200,6 +203,12 @@ class GeneratedDataModule(BaseDataModule):
     def __init__(self, train_samples: int, val_samples: int, test_samples: int, **loader_kwargs: Any):
         super().__init__(**loader_kwargs)
         self.sizes = {"train": train_samples, "val": val_samples, "test": test_samples}
+
+    def dataset_arguments(self, exclude: tuple[str, ...] = (), **recorded: Any) -> dict[str, Any]:
+        """The calling constructor's arguments but the sample counts and ``exclude``, the values in ``recorded``
+        instead of theirs: what its datasets take."""
+        counts = ("train_samples", "val_samples", "test_samples")
+        return {**own_arguments(inspect.currentframe().f_back, (*counts, *exclude)), **recorded}
 
     def build_dataset(self, split: str) -> Dataset:
         return self.dataset_class(self.sizes[split], split=split, **self.dataset_kwargs)

@@ -577,13 +577,7 @@ class SyntheticSRDataModule(DegradeOnTheFly, GeneratedDataModule):
             raise ValueError(f"data.size={size} must be a multiple of data.scale={scale}")
         self.seed, self.scale = seed, scale
         self.degradation = make_degradation(scale, degradation)
-        self.dataset_kwargs = dict(
-            size=size,
-            seed=seed,
-            font_dir=font_dir,
-            texture_probability=texture_probability,
-            text_probability=text_probability,
-        )
+        self.dataset_kwargs = self.dataset_arguments(exclude=("scale", "degradation"))
 
     def build_dataset(self, split: str) -> SyntheticSRDataset:
         return SyntheticSRDataset(

@@ -497,7 +497,7 @@ class SyntheticRestorationDataModule(GeneratedDataModule):
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"data.tasks must be among {list(TASKS)}, got {list(tasks)}")
-        self.dataset_kwargs = dict(size=size, seed=seed, tasks=list(tasks))
+        self.dataset_kwargs = self.dataset_arguments(tasks=list(tasks))
 
     def eval_sets(self, stage: str) -> list[str]:
         return list(self.dataset_kwargs["tasks"])

@@ -363,13 +363,4 @@ class SyntheticTextDataModule(GeneratedDataModule):
         **loader_kwargs: Any,
     ):
         super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
-        self.dataset_kwargs = dict(
-            size=size,
-            seed=seed,
-            ranges=ranges,
-            font_dir=font_dir,
-            background_dir=background_dir,
-            mask_dilation=mask_dilation,
-            background_kinds=background_kinds,
-            shapes_probability=shapes_probability,
-        )
+        self.dataset_kwargs = self.dataset_arguments()

@@ -406,16 +406,7 @@ class SyntheticTextLinesDataModule(GeneratedDataModule):
         **loader_kwargs: Any,
     ):
         super().__init__(train_samples, val_samples, test_samples, **loader_kwargs)
-        self.dataset_kwargs = dict(
-            size=size,
-            scale=scale,
-            seed=seed,
-            ranges=ranges,
-            degradation=degradation,
-            font_dir=font_dir,
-            background_kinds=background_kinds,
-            shapes_probability=shapes_probability,
-        )
+        self.dataset_kwargs = self.dataset_arguments()
         self.build_dataset("val")  # validate the settings now
 
 

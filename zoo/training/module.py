@@ -30,6 +30,7 @@ import torch
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torchmetrics import MeanMetric
 
+from zoo.arguments import own_arguments
 from zoo.factory import create_model, model_info
 from zoo.imaging.images import save_image
 from zoo.metrics import psnr, ssim
@@ -122,9 +123,8 @@ class RestorationModule(L.LightningModule):
         the values they hold at the call; not ``model_name``, ``net`` and ``**kwargs`` (recorded by the base) nor
         those named in ``exclude``. ``recorded``: the value to record instead for some (a list for a tuple, the
         settings with their defaults)."""
-        arguments = inspect.getargvalues(inspect.currentframe().f_back)
-        own = [name for name in arguments.args[1:] if name not in ("model_name", "net", *exclude)]
-        self.hparams.update({**{name: arguments.locals[name] for name in own}, **recorded})
+        own = own_arguments(inspect.currentframe().f_back, ("model_name", "net", *exclude))
+        self.hparams.update({**own, **recorded})
 
     # ------------------------------------------------------------------ inference
     @property
