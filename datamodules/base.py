@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.arguments import own_arguments
 from zoo.errors import LayoutError
-from zoo.imaging.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401 (the data package's image I/O)
+
+# the data package's image I/O, re-exported for the datamodules
+from zoo.imaging.images import IMAGE_EXTENSIONS, BadSampleError, list_images, read_image, to_tensor  # noqa: F401
 
 log = logging.getLogger(__name__)
 

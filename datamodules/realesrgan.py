@@ -118,8 +118,8 @@ def plateau_kernel(size: int, sigma_x: float, sigma_y: float | None, theta: floa
 
 
 def sinc_kernel(cutoff: float, size: int, pad_to: int = 0) -> np.ndarray:
-    """Circularly symmetric low-pass (2-D sinc) ``ωc J₁(ωc r) / (2π r)``, centre ``ωc²/(4π)``, normalised to sum 1 and
-    zero-padded to ``pad_to`` (BasicSR ``circular_lowpass_kernel``); ``cutoff`` ωc in radians (π: none)."""
+    """Circularly symmetric low-pass (2-D sinc) ``ωc J₁(ωc r) / (2π r)``, centre ``ωc²/(4π)``, normalised to
+    sum 1 and zero-padded to ``pad_to`` (BasicSR ``circular_lowpass_kernel``); ``cutoff`` ωc in radians (π: none)."""
     if size % 2 != 1:
         raise ValueError(f"kernel size must be odd, got {size}")
     r = np.hypot(*np.moveaxis(mesh_grid(size), -1, 0))
@@ -185,8 +185,9 @@ def random_blur_kernel(
     betag_range: Sequence[float],
     betap_range: Sequence[float],
 ) -> np.ndarray:
-    """A stage's blur kernel, ``max_size``² (Real-ESRGAN dataset ``__getitem__``): a size among :func:`kernel_sizes`;
-    with ``sinc_prob`` a sinc (cutoff in [π/3, π] below size 13, else [π/5, π]), else :func:`random_mixed_kernel`."""
+    """A stage's blur kernel, ``max_size``² (Real-ESRGAN dataset ``__getitem__``): a size among
+    :func:`kernel_sizes`; with ``sinc_prob`` a sinc (cutoff in [π/3, π] below size 13, else [π/5, π]), else
+    :func:`random_mixed_kernel`."""
     size = int(rng.choice(kernel_sizes(max_size)))
     if rng.random() < sinc_prob:
         cutoff = float(rng.uniform(np.pi / 3, np.pi) if size < 13 else rng.uniform(np.pi / 5, np.pi))

@@ -134,7 +134,7 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: StateDict, source
     model.load_state_dict(state_dict, strict=True)
 
 
-def load_weights(
+def load_checkpoint(
     model: torch.nn.Module,
     checkpoint: Checkpoint,
     remap: Callable[[StateDict], StateDict] | None = None,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from zoo.checkpoints import Checkpoint, read_checkpoint
-from zoo.checkpoints import load_weights as load_checkpoint
+from zoo.checkpoints import Checkpoint, load_checkpoint, read_checkpoint
 from zoo.errors import WeightsError
 from zoo.hub import resolve_pretrained
 from zoo.manifest import load_manifest
-from zoo.registry import ModelInfo, registered_names, registration, with_tags
+from zoo.registry import ModelInfo, registered_names, registration
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -27,7 +27,7 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     """The :class:`~zoo.registry.ModelInfo` of model ``name``, with its manifest tags."""
-    return with_tags(registration(name).info, tuple(load_manifest().get(name, {})))
+    return dataclasses.replace(registration(name).info, tags=tuple(load_manifest().get(name, {})))
 
 
 def example_inputs(

@@ -7,7 +7,6 @@ them. Only torch is imported here, so ``hubconf.py`` stays light.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,8 +141,3 @@ def registration(name: str) -> Registration:
     except KeyError:
         known = ", ".join(registered_names()) or "none"
         raise UnknownModelError(f"unknown model {name!r}; registered models: {known}") from None
-
-
-def with_tags(info: ModelInfo, tags: tuple[str, ...]) -> ModelInfo:
-    """``info`` with the manifest's weight tags."""
-    return dataclasses.replace(info, tags=tags)

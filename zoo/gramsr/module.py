@@ -16,18 +16,18 @@ update, no weight decay): a frozen set stays bit-identical. The switch happens i
 of the step's first micro-batch, before Lightning's ``zero_grad`` (set to None), so it also holds under
 gradient accumulation, and it follows ``global_step`` on a resumed run.
 
-CSD (PiSA-SR's ``CSDLoss.cal_csd``): t ~ U{⌊T·lo⌋, …, ⌊T·hi⌋−1} (``csd_timesteps``), z_t = √ᾱ_t·sg(z) + √(1−ᾱ_t)·ε;
-the frozen UNet (every LoRA off: :meth:`GramSR.frozen_unet`) predicts ε for the unconditional input (zero
-tokens, the release's ``neg_prompt_embeds``) and the conditional one (the adapter's DINO tokens of the
-LR, detached: the release's ``emb``); ε_cfg = ε_u + ``csd_cfg``·(ε_c − ε_u); x̂0_real, x̂0_fake from ε_cfg, ε_u;
-grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| (per sample); loss = MSE(z, sg(z − grad)), whose gradient
-moves z towards the guided prediction.
+CSD (PiSA-SR's ``CSDLoss.cal_csd``): t ~ U{⌊T·lo⌋, …, ⌊T·hi⌋−1} (``csd_timesteps``),
+z_t = √ᾱ_t·sg(z) + √(1−ᾱ_t)·ε; the frozen UNet (every LoRA off: :meth:`GramSR.frozen_unet`) predicts ε for
+the unconditional input (zero tokens, the release's ``neg_prompt_embeds``) and the conditional one (the
+adapter's DINO tokens of the LR, detached: the release's ``emb``); ε_cfg = ε_u + ``csd_cfg``·(ε_c − ε_u);
+x̂0_real, x̂0_fake from ε_cfg, ε_u; grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| (per sample);
+loss = MSE(z, sg(z − grad)), whose gradient moves z towards the guided prediction.
 
-Gram loss: F (N tokens × C) of DINOv3 on the output and on x_H (x_H without gradient); G = FᵀF / N; per layer
-``mean``: mean over the C² entries of (G(x_H) − G(x̂))² — the paper's (1/N²)·‖FᵀF − FᵀF‖²_F divided by C² — or
-``sum``: the paper's formula as written. ``gram_layers`` None: the final (LayerNorm-ed) tokens the adapter reads;
-a list of ints: those entries of ``hidden_states`` (0 = patch embedding, i = block i, negative from the end),
-averaged. ``gram_tokens``: ``patch`` (CLS and registers left out) or ``all``.
+Gram loss: F (N tokens × C) of DINOv3 on the output and on x_H (x_H without gradient); G = FᵀF / N; per
+layer ``mean``: mean over the C² entries of (G(x_H) − G(x̂))² — the paper's (1/N²)·‖FᵀF − FᵀF‖²_F
+divided by C² — or ``sum``: the paper's formula as written. ``gram_layers`` None: the final (LayerNorm-ed)
+tokens the adapter reads; a list of ints: those entries of ``hidden_states`` (0 = patch embedding, i = block
+i, negative from the end), averaged. ``gram_tokens``: ``patch`` (CLS and registers left out) or ``all``.
 
 Checkpoints: ``state_dict`` holds GramSR's own tensors only (the LoRAs, ``….lora_{A,B}.<set>.weight``, and
 ``adapter.*``: :meth:`GramSR.state_dict`), the optimizer state covers those, the hyperparameters name the base
@@ -65,8 +65,8 @@ def token_gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def gram_loss(features: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """‖G(target) − G(features)‖²_F with G = FᵀF/N (= (1/N²)·‖FᵀF − FᵀF‖²_F), per image, averaged over the batch;
-    ``reduction="mean"`` also divides by the C² entries."""
+    """‖G(target) − G(features)‖²_F with G = FᵀF/N (= (1/N²)·‖FᵀF − FᵀF‖²_F), per image, averaged
+    over the batch; ``reduction="mean"`` also divides by the C² entries."""
     if reduction not in GRAM_REDUCTIONS:
         raise ValueError(f"gram_reduction must be one of {GRAM_REDUCTIONS}, got {reduction!r}")
     squared = (token_gram(features) - token_gram(target)).square().flatten(1)
@@ -79,7 +79,8 @@ def predicted_x0(noisy: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor
 
 
 def csd_loss(latents: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor) -> torch.Tensor:
-    """MSE(z, sg(z − grad)), grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| per sample: d loss/dz = 2·grad/numel."""
+    """MSE(z, sg(z − grad)), grad = (x̂0_fake − x̂0_real) / mean|z − x̂0_real| per sample:
+    d loss/dz = 2·grad/numel."""
     weight = (latents.detach() - x0_real).abs().mean(dim=tuple(range(1, latents.ndim)), keepdim=True)
     grad = (x0_fake - x0_real) / weight
     return F.mse_loss(latents, (latents - grad).detach())
@@ -89,12 +90,14 @@ def lpips_vgg(weights: str | None = None) -> torch.nn.Module:
     """LPIPS v0.1 with the VGG-16 backbone (PiSA-SR's ``lpips.LPIPS(net="vgg")``), through torchmetrics: its linear
     layers ship with torchmetrics, the backbone is torchvision's ImageNet VGG-16 (``weights``, else the torch hub
     cache, else a download). Called as ``net(x, y, normalize=True)`` on [0,1] images; eval mode, frozen."""
-    from zoo.metrics.realsr import backbone_url, backbone_weights, torchvision_cache_entry
+    from zoo.hub import fetch_auxiliary
+    from zoo.manifest import auxiliary_entry
+    from zoo.metrics.realsr import torchvision_cache_entry
 
-    url = backbone_url("dists")  # torchvision's VGG16_Weights.DEFAULT, the file LPIPS-VGG loads too
+    url = auxiliary_entry("vgg16_imagenet")["url"]  # torchvision's VGG16_Weights.DEFAULT, the file LPIPS-VGG loads
     name = url.rsplit("/", 1)[-1]
     try:
-        path = backbone_weights("dists", weights)
+        path = fetch_auxiliary("vgg16_imagenet", weights)
     except (WeightsError, DownloadError) as error:
         hub = torch.hub.get_dir() + "/checkpoints"
         raise WeightsError(

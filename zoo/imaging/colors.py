@@ -1,12 +1,16 @@
-"""Colours of synthetic text: a colour that stands out from a reference, and alpha blending of a layer."""
+"""Colours of synthetic text (a colour that stands out from a reference) and alpha blending of a layer (also the
+composite of an output inside a mask, ``zoo.metrics.text_removal.composite``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
+import torch
 
 Color = tuple[int, int, int]
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
 def byte_color(rng: np.random.Generator) -> np.ndarray:
@@ -34,6 +38,6 @@ def contrasting_color(
     return (0, 0, 0) if reference.mean() > 127 else (255, 255, 255)
 
 
-def alpha_blend(base: np.ndarray, layer: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
-    """``base`` under ``layer`` with opacity ``alpha`` (broadcast): base·(1 − α) + layer·α."""
+def alpha_blend(base: Array, layer: Array, alpha: Array | float) -> Array:
+    """``base`` under ``layer`` with opacity ``alpha`` (broadcast): base·(1 − α) + layer·α (NumPy or torch)."""
     return base * (1 - alpha) + layer * alpha

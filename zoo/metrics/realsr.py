@@ -275,7 +275,8 @@ class RealSRScorer(Scorer):
         for name in names:
             try:
                 self.nets[name] = pyiqa.create_metric(name, device=self.pyiqa_device, as_loss=False)
-            except Exception as error:  # noqa: BLE001 (pyiqa fails in many ways offline: urllib, requests, huggingface_hub)
+            # pyiqa fails in many ways offline (urllib, requests, huggingface_hub): every one is a skipped metric
+            except Exception as error:  # noqa: BLE001
                 why = (
                     "a dependency of pyiqa is missing: pip install pyiqa with its dependencies"
                     if isinstance(error, ImportError)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from zoo.imaging.colors import alpha_blend
 from zoo.metrics import Scorer, gaussian_kernel, luma, ssim_maps
 
 EP_THRESHOLD = 20  # pEPs: |ΔY| > 20 on the 0-255 scale
@@ -117,7 +118,7 @@ def garnet_scores(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tenso
 
 def composite(output: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``output`` inside ``mask`` (1 = text region), ``outside`` (the input or the GT) elsewhere."""
-    return output * mask + outside * (1 - mask)
+    return alpha_blend(outside, output, mask)
 
 
 def aggregate(per_image: dict[str, list[float]], protocol: str) -> dict[str, float]:

@@ -164,7 +164,9 @@ def _text_color(image: np.ndarray, box: Sequence[int], rng: np.random.Generator)
     ).reshape(-1, 3)
     background = np.median(border, axis=0) if len(border) else np.median(crop, axis=0)
     far = crop[np.linalg.norm(crop - background, axis=1) > 40]
-    return tuple(int(c) for c in np.median(far, axis=0)) if len(far) else contrasting_color(rng, background)  # type: ignore[return-value]
+    if not len(far):
+        return contrasting_color(rng, background)
+    return tuple(int(c) for c in np.median(far, axis=0))  # type: ignore[return-value]
 
 
 def placements_from_boxes(
@@ -353,8 +355,11 @@ def synthetic_text_mask(
     """Where text was added (bool HxW): grayscale |Δ| >= ``threshold``; then per changed region its
     bounding rectangle (``boxes``), rotated rectangle (``rotated``) or its pixels (``pixels``); regions
     under ``min_area`` px² dropped; dilated by a ``dilation`` x ``dilation`` square (official ``get_mask``)."""
-    gray = lambda a: cv2.cvtColor(np.clip(a, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)  # noqa: E731
-    changed = (np.abs(gray(original) - gray(synthesized)) >= threshold).astype(np.uint8)
+    original, synthesized = (
+        cv2.cvtColor(np.clip(a, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+        for a in (original, synthesized)
+    )
+    changed = (np.abs(original - synthesized) >= threshold).astype(np.uint8)
     if mode == "pixels":
         mask = changed
     elif mode in ("boxes", "rotated"):

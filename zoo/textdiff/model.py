@@ -453,7 +453,8 @@ class TextDiff(nn.Module):
         self, coarse: torch.Tensor, mask: torch.Tensor, steps: int | None = None, seed: int | None = None
     ) -> torch.Tensor:
         """Deterministic DDIM (η = 0) with x0-prediction from seeded Gaussian noise (DocDiff's sampler;
-        ``steps`` < T skips steps): x_{t'} = sqrt(ᾱ_{t'})·x̂0 + sqrt(1-ᾱ_{t'})·ε̂, ε̂ from x̂0; at t = 0 x̂0."""
+        ``steps`` < T skips steps): x_{t'} = sqrt(ᾱ_{t'})·x̂0 + sqrt(1-ᾱ_{t'})·ε̂, ε̂ from x̂0;
+        at t = 0 x̂0."""
         generator = torch.Generator(device=coarse.device).manual_seed(self.seed if seed is None else seed)
         x = torch.randn(coarse.shape, generator=generator, device=coarse.device, dtype=coarse.dtype)
         schedule = self.timestep_schedule(self.sample_steps if steps is None else steps)
