@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +24,46 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 def default_device() -> str:
     """``cuda`` when a CUDA GPU is there, else ``cpu``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str, precision: str | None = None) -> str:
+    """``device`` (and ``precision`` on it) checked before anything runs: a device that is there, and not fp16 on
+    a CPU (emulated, tens of times slower than bf16). Returns the device."""
+    kind, _, index = device.partition(":")
+    if kind == "gpu":
+        raise InputError(f"--device {device}: write cuda{':' + index if index else ''} (or cpu)")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise InputError(f"--device {device} is not a device: give cpu, cuda or cuda:N")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"--device {device}: this machine has no CUDA GPU (or torch was built without CUDA); use --device cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {device}: there are {torch.cuda.device_count()} GPUs (cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1})"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    if precision == "fp16" and kind == "cpu":
+        raise InputError("--precision fp16 on the CPU is emulated and tens of times slower: use bf16 or fp32")
+    return device
+
+
+def check_output_dir(path: Path, option: str = "--out") -> Path:
+    """``path`` usable as an output folder, checked before any compute: not a file, and creatable and
+    writable (the nearest existing parent is). Creates nothing."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is a file; give a folder (it is created if missing)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option} {path}: {existing} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: {existing} is not writable; choose a folder you can write to")
+    return path
 
 
 def add_model_options(parser: argparse.ArgumentParser, required: bool = True, weights_help: str | None = None) -> None:
