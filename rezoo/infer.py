@@ -24,17 +24,28 @@ are written as PNG. A wrong file, a missing mask or weights of another model sto
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import zoo
-from rezoo.flags import add_model_options, add_run_options, architecture_kwargs
-from rezoo.predictor import Predictor, TextFinder, parse_condition, read_mask
+from datamodules.collection import (
+    ImageCollection,
+    Item,
+    Partners,
+    ReadOptions,
+    Shard,
+    is_shard_pattern,
+    list_files,
+    list_shards,
+)
+from rezoo.flags import add_model_options, add_run_options, architecture_kwargs, check_device, check_output_dir
+from rezoo.predicting import CollectionPredictor, OutputWriter
+from rezoo.predictor import Predictor, TextFinder, parse_condition
 from zoo.errors import InputError
-from zoo.imaging.images import IMAGE_EXTENSIONS, read_image, save_image, to_tensor
-from zoo.imaging.masks import dilate_mask
+from zoo.imaging.images import BadSampleError, read_image, to_tensor
 
 AUTO = "auto"  # --mask auto: masks from the text detector
 AUTO_DILATION = 3
@@ -45,7 +56,13 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argp
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_model_options(parser)
-    parser.add_argument("--input", required=True, type=Path, help="an image or a folder of images")
+    parser.add_argument(
+        "--input",
+        required=True,
+        type=Path,
+        help="an image, a folder (recursive; outputs keep its layout), a .txt list of paths, or WebDataset shards "
+        "('shards/{00000..00099}.tar': the image under png/jpg/webp, a mask under mask.png)",
+    )
     parser.add_argument(
         "--mask",
         type=Path,
@@ -92,41 +109,51 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argp
         default=None,
         help="super-resolution models with a refiner (textdiff): an SR image or a folder of SR images (by stem)",
     )
+    parser.add_argument(
+        "--resize-mask", action="store_true", help="scale a mask of another size to its image (nearest neighbour)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="the folder the outputs are written to")
     add_run_options(parser)
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="images above this many pixels run alone and tiled (--tile, else 512 px), with a note "
+        "(default: 4,000,000 on a CPU; on a GPU from its free memory)",
+    )
+    scale = parser.add_argument_group("many images (Lightning's prediction loop)")
+    scale.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="images of one size per batch (default: 8 on a "
+        "GPU; 1 on a CPU, where batching gains nothing and outputs equal the one-image path bit for bit)",
+    )
+    scale.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images per device")
+    scale.add_argument("--writers", type=int, default=4, help="threads encoding and writing outputs per device")
+    scale.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one in all)")
+    scale.add_argument("--num-nodes", type=int, default=1, help="nodes (Lightning's or SLURM's environment)")
+    scale.add_argument("--strategy", default=None, help="Lightning strategy (default: ddp for several devices)")
+    scale.add_argument("--resume", action="store_true", help="skip inputs (shards) whose output is already there")
+    scale.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="an unreadable input or a missing mask: stop with its name, or skip it and list it in failures.jsonl",
+    )
+    scale.add_argument("--limit", type=int, default=0, help="only the first N inputs, for a quick look")
+    scale.add_argument(
+        "--write",
+        choices=("shards", "files"),
+        default="shards",
+        help="with shard inputs: output shards of the same names, or files in <out>/<shard>/",
+    )
     return parser.parse_args(argv)
 
 
-def list_inputs(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in --input {path}")
-        return files
-    if not path.is_file():
-        raise InputError(f"--input {path} does not exist")
-    return [path]
-
-
-def find_partner(arg: Path | None, image_path: Path, option: str = "mask") -> Path | None:
-    """The file given with ``--<option>`` for ``image_path``: the file itself, or the one in the folder
-    with the input's stem."""
-    if arg is None:
-        return None
-    if arg.is_file():
-        return arg
-    if not arg.is_dir():
-        raise InputError(
-            f"--{option} {arg} does not exist (give an image, or a folder of images named like the inputs)"
-        )
-    matches = [p for p in arg.glob(f"{image_path.stem}.*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not matches:
-        raise InputError(f"no {option} image for {image_path.name} in {arg} (they pair with the inputs by file stem)")
-    return matches[0]
-
-
-def check_arguments(args: argparse.Namespace, info: zoo.ModelInfo) -> None:
-    """The conditions given on the command line against what the model takes (``zoo.model_info``)."""
+def check_arguments(args: argparse.Namespace, info: zoo.ModelInfo, shards: bool = False) -> None:
+    """The conditions given on the command line against what the model takes (``zoo.model_info``); shards
+    carry their masks (``mask.png``)."""
     takes = ", ".join(info.inputs)
     if args.mask is not None and "mask" not in info.conditions:
         raise InputError(f"--mask is not an input of {args.model} (it takes {takes})")
@@ -136,7 +163,12 @@ def check_arguments(args: argparse.Namespace, info: zoo.ModelInfo) -> None:
         raise InputError(
             f"--refine is for super-resolution models with a refiner (textdiff), without --tile; got {args.model}"
         )
-    if "mask" in info.required and args.mask is None:
+    if shards and (args.limit or args.refine or (args.mask is not None and not auto_mask(args))):
+        raise InputError(
+            "with shards, masks come from each sample's mask.png (or --mask auto); --refine and --limit take files "
+            "(for a quick look, give fewer shards, e.g. 'shards/{00000..00001}.tar')"
+        )
+    if "mask" in info.required and args.mask is None and not shards:
         raise InputError(
             f"{args.model} erases the text inside a mask: give --mask <file or folder> "
             "(white = text to erase), or --mask auto"
@@ -160,21 +192,90 @@ def recognize_all(model: torch.nn.Module, inputs: list[Path], out_file: Path, de
     return out_file
 
 
+def shard_output(out: Path, shards: list[Shard], as_files: bool) -> tuple[Callable, Callable | None]:
+    """For ``--resume`` on shards: whether a shard is done (its output tar is there), and with ``--write files``
+    whether one sample is (its file is there)."""
+    if as_files:
+        return (lambda shard: False), (lambda shard, key: (out / shard / f"{key}.png").is_file())
+    return (lambda shard: (out / f"{shard.name}.tar").is_file()), None
+
+
+def pair_partners(items: list[Item], args: argparse.Namespace) -> list[Item]:
+    """The inputs with the mask and refine files paired with each (a missing one is reported when read)."""
+    options = {
+        name: Partners(path, name)
+        for name, path in (("mask", args.mask), ("refine", args.refine))
+        if path is not None and not (name == "mask" and auto_mask(args))
+    }
+    paired = []
+    for item in items:
+        partners, problem = {}, None
+        for name, partner in options.items():
+            try:
+                partners[name] = partner.find(item)
+            except BadSampleError as error:
+                if args.on_error == "stop":
+                    raise
+                problem = str(error)
+        paired.append(Item(item.key, item.path, partners, problem))
+    return paired
+
+
+def trainer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Trainer`` arguments from ``--device``/``--devices``/``--num-nodes``/``--strategy``."""
+    kind, _, index = args.device.partition(":")
+    accelerator = {"cuda": "gpu"}.get(kind, kind)
+    devices: Any = args.devices if not index else [int(index)] if args.devices == 1 else args.devices
+    distributed = args.devices * args.num_nodes > 1
+    return {
+        "accelerator": accelerator,
+        "devices": devices,
+        "num_nodes": args.num_nodes,
+        "strategy": args.strategy or ("ddp" if distributed else "auto"),
+    }
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up lines (GPU/TPU available, tips) and its note that the writer gets no batch indices
+    (it names outputs by key) say nothing to someone running a model."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Couldn't infer the batch indices", module="lightning")
+
+
 def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]:
     args = parse_args(argv, prog)
     info = zoo.model_info(args.model)
-    check_arguments(args, info)
-    inputs = list_inputs(args.input)
+    check_device(args.device, args.precision)
+    check_output_dir(args.out)
+    shards = list_shards(str(args.input)) if is_shard_pattern(str(args.input)) else None
+    check_arguments(args, info, shards is not None)
+    items = [] if shards is not None else pair_partners(list_files(args.input), args)[: args.limit or None]
+    if info.recognizer:
+        if args.devices * args.num_nodes > 1 or shards is not None:
+            raise InputError(f"{args.model} reads words on one device from files; drop --devices/--num-nodes")
+        predictor = Predictor(args.model, args.weights, args.device, args.precision, **architecture_kwargs(args.set))
+        args.out.mkdir(parents=True, exist_ok=True)
+        return [recognize_all(predictor.model, [item.path for item in items], args.out / "recognized.txt", args.device)]
+    created = not args.out.exists()
+    try:
+        return predict(args, info, items, shards)
+    except BaseException:
+        if created:
+            remove_empty_folders(args.out)
+        raise
+
+
+def predict(args: argparse.Namespace, info: zoo.ModelInfo, items: list[Item], shards: list[Shard] | None) -> list[Path]:
+    """The collection through ``Trainer.predict``: read in workers, batched, written as each batch is done."""
+    import lightning as L
+
     predictor = Predictor(
         args.model, args.weights, args.device, args.precision, args.tile, args.overlap, **architecture_kwargs(args.set)
     )
-    model = predictor.model
-    conditions: dict[str, Any] = {}
-    if "degradation" in info.conditions and args.degradation is not None:
-        conditions["degradation"] = parse_condition(info, "degradation", args.degradation)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if info.recognizer:
-        return [recognize_all(model, inputs, args.out / "recognized.txt", args.device)]
     finder = (
         TextFinder(args.device, args.detector_weights, args.recognizer, args.recognizer_weights)
         if auto_mask(args)
@@ -182,37 +283,60 @@ def main(argv: list[str] | None = None, prog: str = "rezoo infer") -> list[Path]
     )
     dilation = args.mask_dilation if args.mask_dilation is not None else (AUTO_DILATION if finder else 0)
     keep = [word.strip() for word in args.keep.split(",") if word.strip()]
-    written = []
-    for image_path in inputs:
-        image = to_tensor(read_image(image_path, "RGB"))[None].to(args.device)
-        if finder is not None:
-            mask, boxes, kept = finder.mask(image, dilation, keep)
-            save_image(mask[0], args.out / "masks" / f"{image_path.stem}.png")
-            print(f"{image_path}: {len(boxes)} words to erase" + (f", kept {', '.join(kept)}" if keep else ""))
-        else:
-            mask_path = find_partner(args.mask, image_path)
-            mask = None if mask_path is None else dilate_mask(read_mask(mask_path, image, image_path), dilation)
-        coarse_path = find_partner(args.refine, image_path, "refine")
-        if coarse_path is not None:
-            coarse = to_tensor(read_image(coarse_path, "RGB"))[None].to(args.device)
-            expected = (image.shape[-2] * info.scale, image.shape[-1] * info.scale)
-            if coarse.shape[-2:] != expected:
-                raise InputError(
-                    f"--refine image {coarse_path} is {coarse.shape[-1]}x{coarse.shape[-2]}; "
-                    f"{image_path} needs {expected[1]}x{expected[0]} ({info.scale}x)"
-                )
-            with torch.no_grad():
-                output = model.refine(image, coarse)
-        else:
-            given = conditions if mask is None else {"mask": mask, **conditions}
-            output = predictor(image, given)
-            if not args.no_paste:
-                output = predictor.keep_outside(output, image, mask, tiled=bool(args.tile))
-        target = args.out / f"{image_path.stem}.png"
-        save_image(output[0], target)
-        written.append(target)
-        print(f"{image_path} -> {target} ({output.shape[-1]}x{output.shape[-2]})")
-    return written
+    module = CollectionPredictor(predictor, finder, keep, dilation, paste=not args.no_paste)
+    if "degradation" in info.conditions and args.degradation is not None:
+        module.conditions["degradation"] = parse_condition(info, "degradation", args.degradation)
+    options = ReadOptions(
+        mask_dilation=0 if finder else dilation,
+        resize_mask=args.resize_mask,
+        max_pixels=args.max_pixels if args.max_pixels is not None else default_max_pixels(args.device),
+        scale=info.scale,
+    )
+    as_files = args.write == "files"
+    if shards is not None:
+        shard_done, sample_done = shard_output(args.out, shards, as_files)
+        is_done = shard_done if args.resume else None
+        skip_sample = sample_done if args.resume else None
+        units: list[Any] = shards
+    else:
+        units, skip_sample = items, None
+        is_done = (lambda item: (args.out / f"{item.key}.png").is_file()) if args.resume else None
+    batch_size = args.batch_size or (8 if args.device.startswith("cuda") else 1)
+    want_mask = "mask" in info.conditions and finder is None and shards is not None
+    collection = ImageCollection(units, options, batch_size, args.workers, want_mask, is_done, skip_sample)
+    writer = OutputWriter(args.out, args.on_error, shards=shards is not None and not as_files, threads=args.writers)
+    quiet_lightning()
+    trainer = L.Trainer(
+        **trainer_options(args),
+        precision="32-true",  # the predictor autocasts itself (--precision), as for one image
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,  # the collection splits itself between ranks
+        callbacks=[writer],
+        default_root_dir=str(args.out),
+    )
+    trainer.predict(module, datamodule=collection, return_predictions=False)
+    return sorted(writer.written)
+
+
+def default_max_pixels(device: str) -> int:
+    """The pixel budget above which an image is tiled: 4 MP on a CPU; on a GPU what a tenth of its free memory
+    holds at ~1 KB of activations per pixel (a rough bound for these models)."""
+    if not device.startswith("cuda"):
+        return 4_000_000
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return max(4_000_000, free // 10 // 1024)
+
+
+def remove_empty_folders(folder: Path) -> None:
+    """``folder`` and its sub-folders, where empty: a failed run leaves no empty output folder."""
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 if __name__ == "__main__":

@@ -122,6 +122,14 @@ class TextFinder:
         self.recognizer_name, self.recognizer_weights = recognizer, recognizer_weights
         self._recognizer: torch.nn.Module | None = None
 
+    def to(self, device: str | torch.device) -> TextFinder:
+        """The detector (and the recognizer, once loaded) moved to ``device`` (a rank's own GPU)."""
+        self.device = str(device)
+        self.detector.to(device)
+        if self._recognizer is not None:
+            self._recognizer.to(device)
+        return self
+
     def boxes(self, image: torch.Tensor) -> list[np.ndarray]:
         """The (4,2) word boxes of a (1,3,H,W) image in its pixel coordinates."""
         return self.detector.detect(image.to(self.device))[0]

@@ -61,6 +61,7 @@ def weights(tmp_path_factory) -> Path:
 def fixed_finder(monkeypatch, boxes: list[np.ndarray], words: list[str]) -> None:
     """TextFinder without networks: the detector "finds" ``boxes``, the recognizer reads ``words``."""
     monkeypatch.setattr(TextFinder, "__init__", lambda self, device="cpu", *args: setattr(self, "device", device))
+    monkeypatch.setattr(TextFinder, "to", lambda self, device: self)
     monkeypatch.setattr(TextFinder, "boxes", lambda self, image: [b.astype(np.float32) for b in boxes])
     monkeypatch.setattr(TextFinder, "read", lambda self, image, found: words[: len(found)])
 

@@ -3,6 +3,7 @@ here; the model package never imports the data package)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -19,14 +20,15 @@ class BadSampleError(InputError, RuntimeError):
     """A sample that cannot be used (unreadable, corrupt, inconsistent); the message names the file."""
 
 
-def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
-    """Read an image fully (so truncated files fail here) as uint8 HxWxC (RGB) or HxW (L)."""
+def read_image(path: str | os.PathLike | io.BytesIO, mode: str = "RGB", name: str | None = None) -> np.ndarray:
+    """Read an image fully (so truncated files fail here) as uint8 HxWxC (RGB) or HxW (L); ``name`` names an
+    in-memory file in the error."""
     try:
         with Image.open(path) as image:
             image.load()
             return np.asarray(image.convert(mode))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise BadSampleError(f"cannot read image {path}: {error}") from error
+        raise BadSampleError(f"cannot read image {name or path}: {error}") from error
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -55,9 +57,26 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     return (tensor.detach().float().clamp(0, 1) * 255).round().byte().movedim(-3, -1).cpu().numpy()
 
 
+def to_pil(tensor: torch.Tensor) -> Image.Image:
+    """(3|1,H,W) float [0,1] -> an 8-bit RGB PIL image (one channel repeated)."""
+    array = to_uint8(tensor)
+    return Image.fromarray(np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array)
+
+
 def save_image(tensor: torch.Tensor, path: Path) -> None:
     """(3|1,H,W) float [0,1] -> 8-bit PNG/JPEG (parent folders created)."""
-    array = to_uint8(tensor)
-    array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    to_pil(tensor).save(path)
+
+
+def encode_png(tensor: torch.Tensor) -> bytes:
+    """(3|1,H,W) float [0,1] -> the bytes :func:`save_image` writes to a ``.png`` file."""
+    buffer = io.BytesIO()
+    to_pil(tensor).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, name: str, mode: str = "RGB") -> np.ndarray:
+    """:func:`read_image` for encoded bytes (a WebDataset sample's ``png``/``jpg``/``webp``); ``name`` names them
+    in the error."""
+    return read_image(io.BytesIO(data), mode, name)
