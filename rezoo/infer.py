@@ -24,6 +24,8 @@ are written as PNG. A wrong file, a missing mask or weights of another model sto
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argp
         "--max-pixels",
         type=int,
         default=None,
-        help="images above this many pixels run alone and tiled (--tile, else 512 px), with a note "
+        help="images above this many pixels run alone, tiled (--tile, else square tiles of at most this many "
+        "pixels), with a note "
         "(default: 4,000,000 on a CPU; on a GPU from its free memory)",
     )
     scale = parser.add_argument_group("many images (Lightning's prediction loop)")
@@ -129,8 +132,18 @@ def parse_args(argv: list[str] | None = None, prog: str = "rezoo infer") -> argp
         help="images of one size per batch (default: 8 on a "
         "GPU; 1 on a CPU, where batching gains nothing and outputs equal the one-image path bit for bit)",
     )
-    scale.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding images per device")
-    scale.add_argument("--writers", type=int, default=4, help="threads encoding and writing outputs per device")
+    scale.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers decoding images per device (default: half the CPU cores a device has, at most 8)",
+    )
+    scale.add_argument(
+        "--writers",
+        type=int,
+        default=None,
+        help="threads encoding and writing outputs per device (default: as --workers)",
+    )
     scale.add_argument("--devices", type=int, default=1, help="devices per node (DDP when more than one in all)")
     scale.add_argument("--num-nodes", type=int, default=1, help="nodes (Lightning's or SLURM's environment)")
     scale.add_argument("--strategy", default=None, help="Lightning strategy (default: ddp for several devices)")
@@ -283,13 +296,15 @@ def predict(args: argparse.Namespace, info: zoo.ModelInfo, items: list[Item], sh
     )
     dilation = args.mask_dilation if args.mask_dilation is not None else (AUTO_DILATION if finder else 0)
     keep = [word.strip() for word in args.keep.split(",") if word.strip()]
-    module = CollectionPredictor(predictor, finder, keep, dilation, paste=not args.no_paste)
+    max_pixels = args.max_pixels if args.max_pixels is not None else default_max_pixels(args.device)
+    auto_tile = max(64, math.isqrt(max_pixels) // 8 * 8)  # tiles within the budget
+    module = CollectionPredictor(predictor, finder, keep, dilation, paste=not args.no_paste, auto_tile=auto_tile)
     if "degradation" in info.conditions and args.degradation is not None:
         module.conditions["degradation"] = parse_condition(info, "degradation", args.degradation)
     options = ReadOptions(
         mask_dilation=0 if finder else dilation,
         resize_mask=args.resize_mask,
-        max_pixels=args.max_pixels if args.max_pixels is not None else default_max_pixels(args.device),
+        max_pixels=max_pixels,
         scale=info.scale,
     )
     as_files = args.write == "files"
@@ -303,8 +318,11 @@ def predict(args: argparse.Namespace, info: zoo.ModelInfo, items: list[Item], sh
         is_done = (lambda item: (args.out / f"{item.key}.png").is_file()) if args.resume else None
     batch_size = args.batch_size or (8 if args.device.startswith("cuda") else 1)
     want_mask = "mask" in info.conditions and finder is None and shards is not None
-    collection = ImageCollection(units, options, batch_size, args.workers, want_mask, is_done, skip_sample)
-    writer = OutputWriter(args.out, args.on_error, shards=shards is not None and not as_files, threads=args.writers)
+    cores = min(8, max(1, (os.cpu_count() or 2) // args.devices // 2))
+    workers = args.workers if args.workers is not None else cores
+    collection = ImageCollection(units, options, batch_size, workers, want_mask, is_done, skip_sample)
+    threads = args.writers or cores
+    writer = OutputWriter(args.out, args.on_error, shards=shards is not None and not as_files, threads=threads)
     quiet_lightning()
     trainer = L.Trainer(
         **trainer_options(args),

@@ -24,7 +24,6 @@ from zoo.errors import InputError
 from zoo.imaging.images import encode_png
 
 FAILURES = "failures.jsonl"
-AUTO_TILE = 512  # the tile of an image above --max-pixels when --tile is not given
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -47,9 +46,11 @@ class CollectionPredictor(L.LightningModule):
         keep: Sequence[str] = (),
         dilation: int = 0,
         paste: bool = True,
+        auto_tile: int = 512,
     ):
         super().__init__()
         self.predictor, self.finder, self.keep, self.dilation, self.paste = predictor, finder, keep, dilation, paste
+        self.auto_tile = auto_tile  # the tile side of an image above the pixel budget, when --tile is not given
         self.model = predictor.model  # a submodule, so that Lightning moves it to this rank's device
         self.conditions: dict[str, Any] = {}
         self.notes: list[str] = []
@@ -73,7 +74,7 @@ class CollectionPredictor(L.LightningModule):
             mask = torch.cat(masks)
         tile = self.predictor.tile
         if batch["alone"] and not tile:
-            tile = AUTO_TILE
+            tile = self.auto_tile
             height, width = image.shape[-2:]
             self.notes.append(f"{batch['sources'][0]} is {width}x{height}, above --max-pixels: tiled ({tile} px)")
         if "refine" in batch:
