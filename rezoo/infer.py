@@ -8,9 +8,14 @@
     rezoo infer --model textdiff --weights run/checkpoints/last.ckpt --input lr/ --refine tatt_sr/ --out refined/
 
     rezoo infer --model deeperaser --weights scut_enstext --input photos/ --mask auto [--keep "EXIT,Main"] --out erased/
+    rezoo infer --model garnet --input 'shards/{00000..00099}.tar' --out out/ --devices 8 --resume --on-error skip
 
 ``--weights``: a manifest tag, an official file, exported safetensors or a Lightning checkpoint.
-Masks (white = text to erase) pair with inputs by file stem; ``--mask auto`` finds the words with the
+``--input``: an image, a folder (recursive; outputs keep its layout), a ``.txt`` list of paths or WebDataset shards,
+run through Lightning's prediction loop (:mod:`rezoo.predicting`, :mod:`datamodules.collection`): decoded in
+workers, batched by size, split between ``--devices``/``--num-nodes`` (DDP), written atomically as each batch ends;
+``--resume`` skips what is done, ``--on-error skip`` records failures in ``failures.jsonl``.
+Masks (white = text to erase) pair with inputs by relative path or file stem; ``--mask auto`` finds the words with the
 CRAFT detector (and, with ``--keep``, reads them with a recognizer to leave the given words alone) and
 writes the masks to ``<out>/masks/``. Text removal writes the model's output inside the mask (grown by
 ``--mask-dilation``) and the input elsewhere (``--no-paste``: the raw output); models that find text
@@ -19,6 +24,7 @@ TextDiff another method's SR outputs (paired by stem) for its diffusion stage to
 (crnn) print and write the words (``recognized.txt``). What a model takes
 comes from ``zoo.model_info``. Outputs keep the input's size (super-resolution: ``scale`` times) and
 are written as PNG. A wrong file, a missing mask or weights of another model stop with one message.
+Images above ``--max-pixels`` run alone, in tiles.
 """
 
 from __future__ import annotations
