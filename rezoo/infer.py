@@ -260,7 +260,11 @@ def quiet_lightning() -> None:
     import logging
     import warnings
 
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric.utilities.distributed",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="Couldn't infer the batch indices", module="lightning")
 
@@ -341,7 +345,15 @@ def predict(args: argparse.Namespace, info: zoo.ModelInfo, items: list[Item], sh
         callbacks=[writer],
         default_root_dir=str(args.out),
     )
-    trainer.predict(module, datamodule=collection, return_predictions=False)
+    try:
+        trainer.predict(module, datamodule=collection, return_predictions=False)
+    except (RuntimeError, torch.distributed.DistError) as error:
+        peer_gone = "closed by peer" in str(error) or isinstance(error, torch.distributed.DistError)
+        if trainer.world_size > 1 and peer_gone:
+            raise InputError(
+                f"rank {trainer.global_rank} stopped: another rank stopped first (see its message)"
+            ) from None
+        raise
     return sorted(writer.written)
 
 
