@@ -316,7 +316,8 @@ class ImageCollection(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         dataset = CollectionDataset(self.todo, self.options, self.batch_size, self.want_mask, self.skip_sample)
         workers = min(self.workers, len(self.todo))
-        return DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=False)
+        pin = self.trainer is not None and self.trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+        return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin)
 
     @property
     def reads_shards(self) -> bool:
