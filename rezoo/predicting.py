@@ -9,8 +9,8 @@ import json
 import os
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class OutputWriter(BasePredictionWriter):
         self.total: int | None = None
         self.skipped_shards = 0
         self.pool = ThreadPoolExecutor(max_workers=threads)
-        self.pending: dict[str | None, list[Future]] = defaultdict(list)
+        self.pending: dict[str | None, deque[Future]] = defaultdict(deque)
         self.in_flight = threading.BoundedSemaphore(8 * threads)
         self.tars: dict[str, Any] = {}
         self.locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -179,8 +179,9 @@ class OutputWriter(BasePredictionWriter):
 
     def _failures(self, failures: list[tuple[str, str]]) -> None:
         if self.on_error == "stop":
-            source, reason = failures[0]
-            raise InputError(f"{reason} (--on-error skip goes on past such inputs and lists them in {FAILURES})")
+            raise InputError(
+                f"{failures[0][1]} (--on-error skip goes on past such inputs and lists them in {FAILURES})"
+            )
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / FAILURES, "a") as file:  # O_APPEND: one whole line per write, from every rank
             for source, reason in failures:
@@ -192,7 +193,10 @@ class OutputWriter(BasePredictionWriter):
         self.in_flight.acquire()
         future = self.pool.submit(self._write, shard, key, output, None if masks is None else masks[i])
         future.add_done_callback(lambda _: self.in_flight.release())
-        self.pending[shard].append(future)
+        pending = self.pending[shard]
+        pending.append(future)
+        while len(pending) > 1 and pending[0].done():  # collected as they finish: no list as long as the collection
+            self._collect([pending.popleft()])
 
     def _write(self, shard: str | None, key: str, output: torch.Tensor, mask: torch.Tensor | None) -> Path | None:
         data = encode_png(output)
@@ -219,7 +223,7 @@ class OutputWriter(BasePredictionWriter):
         self.out.mkdir(parents=True, exist_ok=True)
         return wds.TarWriter(str(self.out / f".{shard}.tar.partial"))
 
-    def _collect(self, futures: list[Future]) -> None:
+    def _collect(self, futures: Iterable[Future]) -> None:
         for future in futures:
             path = future.result()  # a failed write raises here
             self.counts["written"] += 1
@@ -233,6 +237,12 @@ class OutputWriter(BasePredictionWriter):
                 tar = self.tars.pop(shard, None) or self._open_tar(shard)  # no sample: an empty tar marks it done
                 tar.close()
                 os.replace(self.out / f".{shard}.tar.partial", self.out / f"{shard}.tar")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A stopped run: the progress bar closed, the outputs being written finished (each is whole or absent)."""
+        self.pool.shutdown(cancel_futures=True)
+        if self.progress is not None:
+            self.progress.stop()
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for shard in list(self.pending):
