@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from rezoo.flags import add_model_options, add_run_options, architecture_kwargs
+from rezoo.flags import add_model_options, add_run_options, architecture_kwargs, check_device
 from rezoo.predictor import Predictor, TextFinder, read_mask
 from zoo.errors import InputError, UserError, require_extra
 from zoo.imaging.images import save_image, to_tensor, to_uint8
@@ -353,12 +353,13 @@ def launch(
         prevent_thread_lock=not block,
         theme=theme,
         allowed_paths=[str(p) for p in allowed or []],
-        quiet=not block,
+        quiet=True,  # main() prints the address; Gradio would add its hint to set share=True
     )
 
 
 def main(argv: list[str] | None = None, prog: str = "rezoo demo") -> None:
     args = parse_args(argv, prog)
+    check_device(args.device, args.precision)
     require_extra("gradio", "demo", "rezoo demo")
     kwargs = architecture_kwargs(args.set)
     predictor = Predictor(args.model, args.weights, args.device, args.precision, args.tile, args.overlap, **kwargs)

@@ -91,6 +91,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
     from rich.console import Console
 
+    from zoo.training.callbacks import EvaluationNotEmpty
+
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     scorer_configs, callback_configs = switched_on(cfg)
@@ -102,7 +104,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         num_nodes=1,
         strategy="auto",
         logger=False,
-        callbacks=instantiate_group(callback_configs),
+        callbacks=[*instantiate_group(callback_configs), EvaluationNotEmpty()],
     )
     run_dir = Path(trainer.default_root_dir)
     trainer.test(module, datamodule=datamodule, verbose=False)  # our table below

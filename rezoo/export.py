@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -34,10 +35,11 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
+from rezoo.flags import check_output_dir
 from zoo.checkpoints import SAFETENSORS_METADATA_KEY, load_state_dict_strict, read_checkpoint
-from zoo.errors import UserError, WeightsError, require_extra
+from zoo.errors import DownloadError, InputError, UserError, WeightsError, require_extra
 from zoo.factory import build_model
-from zoo.hub import sha256_file
+from zoo.hub import LOCAL_WEIGHTS, sha256_file
 from zoo.manifest import manifest_entry
 
 FORMATS = ("safetensors", "onnx")
@@ -50,6 +52,14 @@ EXAMPLE_SIZE = (2, 67, 91)  # (B, H, W) the graph is traced at (batch 2: torch.e
 
 class ExportError(UserError, RuntimeError):
     """A model that cannot be exported, or an export whose result differs from PyTorch."""
+
+
+def _usual_permissions(path: Path) -> None:
+    """Give ``path`` (written through a private temporary file, mode 0600) the mode a new file gets under the
+    umask, like the JSON beside it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def export(
@@ -69,6 +79,7 @@ def export(
     save_file({k: v.contiguous() for k, v in ckpt.state_dict.items()}, str(tmp), metadata=metadata)
     digest = sha256_file(tmp)
     target = out_dir / f"{name}-{tag}-{digest[:8]}.safetensors"
+    _usual_permissions(tmp)
     tmp.replace(target)
     sidecar = {
         "model": name,
@@ -322,6 +333,7 @@ def export_onnx(
                 f"{name}: the ONNX graph's output differs from PyTorch's by {diffs[worst]:.2e} > {TOLERANCE:g} at "
                 f"{worst} (exporter: {exporter}); nothing written"
             )
+        _usual_permissions(tmp_path)
         tmp_path.replace(target)
     sidecar = {
         "model": name,
@@ -374,10 +386,19 @@ def main(argv: list[str] | None = None, prog: str = "rezoo export") -> Path:
     args = parser.parse_args(argv)
     if args.tag is not None and any(c in args.tag for c in ".-"):
         parser.error("--tag must not contain '.' or '-' (they break hash parsing of the file name)")
-    if args.format == "onnx":
-        target = export_onnx(args.checkpoint, args.out, args.tag, not args.no_ema, args.model)
-    else:
-        target = export(Path(args.checkpoint), args.out, args.tag or "custom", not args.no_ema, args.model)
+    check_output_dir(args.out)
+    try:
+        if args.format == "onnx":
+            target = export_onnx(args.checkpoint, args.out, args.tag, not args.no_ema, args.model)
+        else:
+            if not Path(args.checkpoint).expanduser().exists():
+                raise InputError(
+                    f"{args.checkpoint} is not a file: give a checkpoint or weights file (a manifest tag only "
+                    "with --format onnx --model <name>)"
+                )
+            target = export(Path(args.checkpoint), args.out, args.tag or "custom", not args.no_ema, args.model)
+    except DownloadError as error:  # its way out in this command's words (not infer's --weights)
+        raise DownloadError(str(error).replace(LOCAL_WEIGHTS, f"{prog} <file> --format onnx")) from None
     print(target)
     return target
 

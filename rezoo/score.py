@@ -44,7 +44,7 @@ import torch
 import zoo  # noqa: F401  (torchvision compat first)
 from datamodules.base import list_images, read_image, to_tensor
 from datamodules.text_removal import center_square, read_polygon_file
-from rezoo.flags import add_device_option
+from rezoo.flags import add_device_option, check_device, check_output_dir
 from rezoo.predictor import load_detector
 from zoo.errors import InputError
 from zoo.imaging.masks import rasterize
@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None, prog: str = "rezoo score") -> dict:
         parser.error("give --mask or --gts, not both")
     if args.composite and (args.protocol != "erasenet" or not args.input or not (args.mask or args.gts)):
         parser.error("--composite is for the erasenet protocol and needs --input and --mask/--gts")
+    check_device(args.device)
+    if args.json:
+        if args.json.is_dir():
+            raise InputError(f"--json {args.json} is a folder; give the name of the JSON file to write")
+        check_output_dir(args.json.parent, option=f"--json {args.json}: its folder")
     result = score(args)
     means = {k: v for k, v in result.items() if k != "per_image"}
     print(json.dumps(means, indent=2))

@@ -11,6 +11,8 @@ Overrides: ``data=<name> data.root=...``, ``trainer.*``, ``trainer=ddp``, ``pret
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,17 +22,29 @@ import zoo  # noqa: F401  (torchvision compat before Lightning imports torchvisi
 from rezoo.runner import hydra_command, instantiate_group, log, print_config_tree
 
 
+def quiet_fresh_log_folder(run_dir: Path) -> None:
+    """Lightning's CSV logger warns that the previous log files in a non-empty folder will be deleted; in a run
+    folder without ``metrics.csv`` (Hydra's ``.hydra/`` and log file are there, never deleted) that is false."""
+    if not (run_dir / "metrics.csv").exists():
+        warnings.filterwarnings(
+            "ignore", message=rf"Experiment logs directory {re.escape(str(run_dir))}/? exists and is not empty"
+        )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit (and with ``test_after_fit`` test the best checkpoint); returns ``optimized_metric``."""
     import lightning as L
     from hydra.utils import instantiate
 
+    from zoo.training.callbacks import EvaluationNotEmpty
+
     L.seed_everything(cfg.seed, workers=True)
+    quiet_fresh_log_folder(Path(cfg.trainer.default_root_dir))
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=[*instantiate_group(cfg.get("callbacks")), EvaluationNotEmpty()],
         logger=instantiate_group(cfg.get("logger")) or False,
     )
     if trainer.global_rank == 0:

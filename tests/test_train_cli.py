@@ -35,5 +35,33 @@ def test_train_returns_the_monitored_metric_and_tests_the_best_checkpoint(tmp_pa
     assert "profile=quick (auto: no CUDA GPU" in first_line
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
     assert hparams["model_name"] == "deeperaser" and hparams["model"]["net"]["iters"] == 2
-    out = capfd.readouterr().out
+    captured = capfd.readouterr()
+    out = captured.out
     assert "config" in out and "model_name" in out and "trainer" in out  # the rich config tree
+    # a quiet normal path: no warning a user cannot act on, each log line once, the bar counting steps
+    both = captured.out + captured.err
+    for noise in ("LeafSpec", "is not writable", "Previous log files", "Tip:", "smaller than the logging interval"):
+        assert noise not in both, noise
+    assert "INFO: " not in captured.err  # Lightning's own handler: its lines came a second time
+    assert sum("Seed set to 42" in line for line in both.splitlines()) == 1
+    assert "/-2" not in out and "Step" in out and "2/2" in out
+
+
+def test_to_tensor_of_a_read_only_array_is_quiet_and_exact():
+    """Decoded files and Gradio uploads are read-only arrays: no "not writable" warning, the same values."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from zoo.imaging.images import to_tensor
+
+    array = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    expected = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+    plane = np.ascontiguousarray(array[:, :, 0])  # HxW: a view of it is already channels-first and contiguous
+    array.flags.writeable = plane.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor, gray = to_tensor(array), to_tensor(plane)
+    assert torch.equal(tensor, expected) and tensor.is_contiguous()
+    assert torch.equal(gray, expected[:1])

@@ -141,3 +141,145 @@ def test_cli_unknown_command_and_argument():
     bad_argument = cli("list", "--bogus")
     assert bad_argument.returncode == 2 and "Traceback" not in bad_argument.stderr
     assert "unrecognized arguments: --bogus" in bad_argument.stderr
+
+
+def run_in_process(capfd, *argv: str) -> str:
+    """``rezoo <argv>`` in this process, which must end with exit status 2 and a one-line ``error:`` message
+    (returned) and no traceback."""
+    import logging
+
+    from rezoo.cli import run
+
+    logging.getLogger().handlers.clear()  # Hydra's handlers of an earlier run write to that test's closed capture
+    with pytest.raises(SystemExit) as exit_info:
+        run(list(argv))
+    captured = capfd.readouterr()
+    assert exit_info.value.code == 2, captured.err[-3000:]
+    assert "Traceback" not in captured.err, captured.err[-3000:]
+    message = captured.err[captured.err.index("error: ") :]
+    assert message.count("\n") == 1, message  # one line
+    return message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected", "not_expected"),
+    [
+        ("zoo=deeperasr", ["Could not find 'zoo/deeperasr'", "available options in 'zoo':", "deeperaser"], "path"),
+        ("trainer.max_stepz=3", ["lightning.pytorch.Trainer takes no argument 'max_stepz'", "max_steps"], "+trainer"),
+        ("+trainer.max_stepz=3", ["lightning.pytorch.Trainer takes no argument 'max_stepz'", "max_steps"], "+trainer"),
+        (
+            "model.lrr=0.1",
+            ["model.lrr: zoo.deeperaser.module.DeepEraserModule takes no argument 'lrr'", "ema_decay"],
+            "+",
+        ),
+        ("data.sizee=32", ["takes no argument 'sizee' (did you mean data.size?)", "batch_size"], "+"),
+        ("trainer.accelerator=gpu", ["trainer.accelerator=gpu: this machine has no CUDA GPU", "cpu"], "Misconf"),
+        ("trainer.precision=16-mixed", ["trainer.precision=16-mixed on the CPU", "bf16-mixed"], "Misconf"),
+        ("trainer.max_steps=[", ["trainer.max_steps=[: no viable alternative"], "\n"),
+    ],
+)
+def test_train_config_mistakes_are_one_line_and_leave_no_run_folder(capfd, tmp_path, override, expected, not_expected):
+    """Hydra's composition errors without its search path, an unknown key of a ``_target_`` node named with the
+    arguments the target takes (not Hydra's advice to add it with ``+``, which ends in a TypeError), a device or
+    precision the machine lacks; the run folder of the failed run is gone."""
+    run_dir = tmp_path / "runs" / "run"
+    message = run_in_process(capfd, "train", override, "trainer.max_steps=1", f"hydra.run.dir={run_dir}")
+    for text in expected:
+        assert text in message, message
+    assert not_expected not in message.rstrip("\n"), message
+    assert not run_dir.exists()
+
+
+def test_run_folder_that_cannot_be_written_is_named_before_anything_runs(capfd, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    message = run_in_process(capfd, "train", f"hydra.run.dir={blocker}")
+    assert f"hydra.run.dir {blocker} is a file" in message
+    message = run_in_process(capfd, "eval", "checkpoint=x", f"hydra.run.dir={blocker / 'run'}")
+    assert f"hydra.run.dir {blocker / 'run'}: {blocker} is a file" in message
+    message = run_in_process(capfd, "train", f"trainer.default_root_dir={blocker}", f"hydra.run.dir={tmp_path / 'r'}")
+    assert f"trainer.default_root_dir {blocker} is a file" in message
+    assert not (tmp_path / "r").exists()
+    assert "checkpoint is required: give checkpoint=<value>" in run_in_process(
+        capfd, "eval", f"hydra.run.dir={tmp_path / 'e'}"
+    )
+
+
+def test_hydra_flags_work_in_any_position(capfd):
+    from rezoo.cli import run
+
+    for argv in (
+        ["train", "--cfg", "job", "experiment=deeperaser_scut_enstext"],
+        ["train", "experiment=deeperaser_scut_enstext", "--cfg", "job"],
+    ):
+        run(argv)
+        out = capfd.readouterr().out
+        assert "model_name: deeperaser" in out and "seed: 3407" in out, out[:2000]
+    run(["train", "zoo=garnet", "--info", "config"])
+    assert "model_name: garnet" in capfd.readouterr().out
+    assert_user_error(cli("train", "-m", "--cfg", "job", "zoo=deeperaser"), "Only one of --run, --multirun, --cfg")
+
+
+def test_empty_validation_after_skipping_bad_samples_is_one_line(capfd, paired_folder, tmp_path):
+    """The one validation sample of 6 (val_fraction 0.1) truncated and skipped: one line, not Lightning's
+    MisconfigurationException about val/psnr."""
+    from datamodules.folder import FolderDataModule
+
+    (stem, path, *_), *_ = FolderDataModule(root=str(paired_folder))._split_pairs()["val"]
+    path.write_bytes(path.read_bytes()[:100])
+    run_dir = tmp_path / "run"
+    message = run_in_process(
+        capfd,
+        "train",
+        "data=folder",
+        f"data.root={paired_folder}",
+        "data.on_bad_sample=skip",
+        "data.crop_size=32",
+        "data.num_workers=0",
+        "model.net.iters=2",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert "every sample of the validation split was skipped as bad (data.on_bad_sample=skip" in message
+    assert not run_dir.exists()
+
+
+def test_score_and_demo_check_device_and_json_before_running(capfd, tmp_path, files):
+    folder = files["image"].parent
+    message = run_in_process(capfd, "score", "--pred", str(folder), "--gt", str(folder), "--device", "cuda")
+    assert "--device cuda: this machine has no CUDA GPU" in message
+    message = run_in_process(capfd, "score", "--pred", str(folder), "--gt", str(folder), "--json", str(tmp_path))
+    assert f"--json {tmp_path} is a folder" in message
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    message = run_in_process(
+        capfd, "score", "--pred", str(folder), "--gt", str(folder), "--json", str(blocker / "s.json")
+    )
+    assert f"its folder {blocker} is a file" in message
+    assert "--device gpu: write cuda" in run_in_process(capfd, "demo", "--model", "deeperaser", "--device", "gpu")
+
+
+def test_export_checks_out_and_hints_its_own_options(capfd, files, tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    message = run_in_process(capfd, "export", str(files["garnet_lightning"]), "--out", str(blocker))
+    assert f"--out {blocker} is a file" in message
+    message = run_in_process(capfd, "export", "deeperaser", "--tag", "x", "--out", str(tmp_path / "o"))
+    assert "deeperaser is not a file" in message and "--weights" not in message
+    assert not (tmp_path / "o").exists()
+    # offline: the way out names export's arguments, not infer's --weights
+    monkeypatch.setenv("REZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    message = run_in_process(
+        capfd, "export", "scut_enstext", "--model", "deeperaser", "--format", "onnx", "--out", str(tmp_path / "o")
+    )
+    assert "cannot download" in message and "rezoo export <file> --format onnx" in message
+    assert "--weights" not in message
+
+
+def test_exported_files_get_the_umask_permissions(files):
+    weights = files["garnet_exported"]
+    mode = weights.stat().st_mode & 0o777
+    assert mode == weights.with_suffix(".json").stat().st_mode & 0o777
+    assert mode & 0o044  # readable by others under the usual umask 022

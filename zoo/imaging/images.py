@@ -35,7 +35,10 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
     """uint8 HxWxC / HxW -> float CxHxW in [0,1]."""
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float().div_(255)
+    chw = np.ascontiguousarray(array.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # a read-only buffer (a decoded file, a Gradio upload): torch would warn
+        chw = chw.copy()
+    return torch.from_numpy(chw).float().div_(255)
 
 
 def list_images(folder: Path) -> dict[str, Path]:
