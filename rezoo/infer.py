@@ -30,8 +30,10 @@ Images above ``--max-pixels`` run alone, in tiles.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ from datamodules.collection import (
 from rezoo.flags import add_model_options, add_run_options, architecture_kwargs, check_device, check_output_dir
 from rezoo.predicting import CollectionPredictor, OutputWriter
 from rezoo.predictor import Predictor, TextFinder, parse_condition
+from rezoo.runner import quiet_libraries
 from zoo.errors import InputError
 from zoo.imaging.images import BadSampleError, read_image, to_tensor
 
@@ -255,17 +258,16 @@ def trainer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def quiet_lightning() -> None:
-    """Lightning's start-up lines (GPU/TPU available, tips) and its note that the writer gets no batch indices
-    (it names outputs by key) say nothing to someone running a model."""
-    import logging
-    import warnings
-
+    """Lightning's start-up lines (GPU/TPU available, distributed set-up), its tips and warnings
+    (:func:`rezoo.runner.quiet_libraries`) and its note that the writer gets no batch indices (it names outputs by
+    key) say nothing to someone running a model."""
     for name in (
         "lightning.pytorch.utilities.rank_zero",
         "lightning.pytorch.accelerators.cuda",
         "lightning.fabric.utilities.distributed",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_libraries()
     warnings.filterwarnings("ignore", message="Couldn't infer the batch indices", module="lightning")
 
 

@@ -260,5 +260,6 @@ class OutputWriter(BasePredictionWriter):
             rate = written / seconds / trainer.world_size
             line = f"{written} written, {failed} failed, {skipped} skipped as done"
             line += f" (and {shards} shards done before)" if shards else ""
-            line += f" in {seconds:.1f} s: {rate:.1f} images/s per device ({trainer.world_size} devices)"
+            devices = f"{trainer.world_size} device{'s' if trainer.world_size > 1 else ''}"
+            line += f" in {seconds:.1f} s: {rate:.1f} images/s per device ({devices})"
             print(line + (f"; failures listed in {self.out / FAILURES}" if failed else ""))
