@@ -13,7 +13,13 @@ Modes: ``eager`` (fp32), ``channels_last`` (fp32, NHWC), ``bf16`` (bf16 autocast
 (torch.compile; for ``forward`` with Inductor's weight freezing, which constant-folds the weights and
 pre-packs them for oneDNN on CPU — valid because inference does not change them). Tasks: ``forward`` (eval, no
 grad) and ``train`` (forward + backward + AdamW step of the
-model's training loss on its forward_train output when it has one). Prints and appends JSON records.
+model's training loss on its forward_train output when it has one). Prints and appends JSON records; each
+has ``flops_per_image`` (``torch.utils.flop_counter.FlopCounterMode``: matmuls, convolutions and attention of
+one uncompiled step, forward or forward + backward, counted once, divided by the batch) and ``tflops`` (those
+FLOPs over the median step time: the achieved TFLOP/s).
+
+:func:`suite` is the GPU benchmark of every model (``benchmarks/gpu.sh``); it also runs on the CPU at tiny
+sizes, as the tests do.
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import zoo
-from rezoo.flags import add_device_option, add_model_options, architecture_kwargs
+from rezoo.flags import add_device_option, add_model_options, architecture_kwargs, check_device
+from zoo.errors import InputError
 
 MODES = ("eager", "channels_last", "bf16", "compile")
 
@@ -178,11 +185,11 @@ def make_inputs(
     return image.to(device), {k: v.to(device) for k, v in conditions.items()}
 
 
-def make_step(
-    model: torch.nn.Module, args: argparse.Namespace, reference_kwargs: dict | None = None
-) -> Callable[[], None]:
+def make_step(model: torch.nn.Module, args: argparse.Namespace, reference_kwargs: dict | None = None) -> Step:
     """One timed unit of work (a forward, or a training step) of ``model`` in ``args.mode``. Ours takes
-    its conditions as keywords; a reference (``reference_kwargs`` not None) positionally, after the image."""
+    its conditions as keywords, also through ``torch.compile``'s wrapper (they are chosen by the model's
+    own signature, never the wrapper's); a reference (``reference_kwargs`` not None) positionally, after the
+    image."""
     device, mode = args.device, args.mode
     info = zoo.model_info(args.model)
     model = model.to(device)
@@ -218,31 +225,67 @@ def make_step(
             inductor_config.freezing = True
         runner = torch.compile(model) if mode == "compile" else model
 
-        def step() -> None:
+        def forward(function: Callable[..., Any]) -> None:
             with torch.no_grad(), autocast:
-                call(runner)
+                call(function)
 
-        return step
+        def uncompiled_forward() -> None:  # parameters frozen: torch's module tracker fails on no-grad views of them
+            flags = [(p, p.requires_grad) for p in model.parameters()]
+            model.requires_grad_(False)
+            try:
+                forward(model)
+            finally:
+                for parameter, flag in flags:
+                    parameter.requires_grad_(flag)
+
+        return Step(lambda: forward(runner), uncompiled_forward)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     runner = torch.compile(train_forward) if mode == "compile" else train_forward
 
-    def train_step() -> None:
+    def backward(function: Callable[..., Any]) -> None:
         with autocast:
-            loss = sum(o.float().abs().mean() for o in output_tensors(call(runner)))
+            loss = sum(o.float().abs().mean() for o in output_tensors(call(function)))
         loss.backward()
+
+    def train_step() -> None:
+        backward(runner)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return train_step
+    def uncompiled() -> None:  # forward + backward, no update (the optimizer's work is not matmuls)
+        backward(train_forward)
+        optimizer.zero_grad(set_to_none=True)
+
+    return Step(train_step, uncompiled)
 
 
-def time_steps(
-    steps: dict[str, Callable[[], None]], models: dict[str, torch.nn.Module], args: argparse.Namespace
-) -> dict[str, dict]:
+@dataclasses.dataclass
+class Step:
+    """One timed unit of work (``step()``) and the same work uncompiled, whose FLOPs :meth:`flops` counts."""
+
+    run: Callable[[], None]
+    uncompiled: Callable[[], None]
+
+    def __call__(self) -> None:
+        self.run()
+
+    def flops(self) -> int:
+        """The FLOPs of one step (``torch.utils.flop_counter``: matmuls, convolutions, attention; forward and,
+        for training, backward), counted on the uncompiled model: the same work, which Inductor's kernels hide."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.uncompiled()
+        return int(counter.get_total_flops())
+
+
+def time_steps(steps: dict[str, Step], models: dict[str, torch.nn.Module], args: argparse.Namespace) -> dict[str, dict]:
     """Warm up, then time every step ``args.repeats`` times; several steps are interleaved (a, b, a, b,
     ...) so that drift in the machine's speed affects them alike. Then one untimed step each under
-    :class:`PeakMemory`, so that each implementation's memory is its own."""
+    :class:`PeakMemory`, so that each implementation's memory is its own, and one uncompiled step under
+    the FLOP counter (``flops_per_image``, and ``tflops`` = FLOPs per step over the median time)."""
     device = args.device
 
     def sync() -> None:
@@ -265,10 +308,13 @@ def time_steps(
         memory = PeakMemory(device, models.get(name))
         memory.measure(steps[name])
         median = statistics.median(values)
+        flops = steps[name].flops() if isinstance(steps[name], Step) else None
         results[name] = {
             "seconds_per_batch": median,
             "images_per_s": args.batch / median,
             "peak_memory_mb": memory.peak_mb,
+            "flops_per_image": None if flops is None else flops / args.batch,
+            "tflops": None if flops is None else flops / median / 1e12,
             "times": [round(t, 4) for t in values],
             "interleaved_with": [n for n in steps if n != name],
         }
@@ -276,27 +322,32 @@ def time_steps(
 
 
 def markdown_table(records: list[dict]) -> str:
-    """A README table of recorded benchmark results."""
+    """A README table of recorded benchmark results (GFLOP/img and TFLOP/s blank in records that predate them)."""
     lines = [
-        "| model | implementation | task | mode | size | batch | device | threads | img/s | s/batch | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | implementation | task | mode | size | batch | device | threads | img/s | s/batch | peak MB "
+        "| GFLOP/img | TFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         if "error" in r:  # e.g. out of memory (benchmarks/gpu.sh)
             lines.append(
                 f"| {r['model']} | rezoo | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} "
-                f"| | | {r['error']} | | |"
+                f"| | | {r['error']} | | | | |"
             )
             continue
+        flops = r.get("flops_per_image")
+        work = "" if flops is None else f"{flops / 1e9:.3g}"
+        speed = "" if r.get("tflops") is None else f"{r['tflops']:.3g}"
         lines.append(
             f"| {r['model']} | {r['implementation']} | {r['task']} | {r['mode']} | {r['size']} | {r['batch']} | "
             f"{r.get('gpu') or r['device']} | {r['threads']} | {r['images_per_s']:.3g} | "
-            f"{r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} |"
+            f"{r['seconds_per_batch']:.3g} | {r['peak_memory_mb']:.0f} | {work} | {speed} |"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
+def main(argv: list[str] | None = None, prog: str = "rezoo bench", architecture: dict | None = None) -> dict:
+    """``rezoo bench``; ``architecture``: builder keyword arguments over ``--set``'s (any value, e.g. configs)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -342,6 +393,7 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
         return {}
     if not args.model:
         parser.error("--model is required")
+    check_device(args.device)  # a device that is not there: one line, before any model is built
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -354,7 +406,8 @@ def main(argv: list[str] | None = None, prog: str = "rezoo bench") -> dict:
             REFERENCE_INPUTS[args.reference_input](reference), args, json.loads(args.reference_kwargs)
         )
     if not args.reference or args.compare:
-        models["rezoo"] = ours = zoo.create_model(args.model, **architecture_kwargs(args.set))
+        kwargs = {**architecture_kwargs(args.set), **(architecture or {})}
+        models["rezoo"] = ours = zoo.create_model(args.model, **kwargs)
         if args.reference:  # same weights as the reference (its key names are the official ones)
             zoo.load_weights(ours, args.model, _save_state(reference), progress=False)
         steps = {"rezoo": make_step(ours, args), **steps}
@@ -453,6 +506,138 @@ def sampling_records(args: argparse.Namespace) -> list[dict]:
         }
     )
     return records
+
+
+# benchmarks/gpu.sh: (task, mode, which size) of every model
+SUITE_RUNS = (
+    ("train", "bf16", "train"),
+    ("train", "eager", "train"),
+    ("forward", "bf16", "forward"),
+    ("forward", "eager", "forward"),
+    ("forward", "compile", "forward"),
+)
+
+
+def suite_architecture(name: str, device: str) -> dict[str, Any]:
+    """Builder arguments :func:`suite` gives ``name``: for a model whose frozen base comes by argument (GramSR), the
+    base by configs with random weights: the released sizes (SD-2.1-base, DINOv3 ViT-B/16) on a GPU, the tests' tiny
+    stack (``tests/gramsr_fixtures.py``, from a checkout) elsewhere."""
+    if not zoo.model_info(name).base:
+        return {}
+    if name != "gramsr":
+        raise InputError(f"{name}: no benchmark configuration of its frozen base; give it in NET_KWARGS")
+    if device.startswith("cuda"):
+        from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE
+
+        return {"base_model": SD21_BASE, "dino_model": DINOV3_VITB16}
+    try:
+        from tests.gramsr_fixtures import DINO, TINY_BASE
+    except ImportError as error:
+        raise InputError("gramsr off a GPU benchmarks the tests' tiny base: run from a checkout") from error
+    return {"base_model": TINY_BASE, "dino_model": DINO}
+
+
+def suite(
+    models: Sequence[str] | None = None,
+    device: str = "cuda",
+    train_size: int = 256,
+    forward_size: int = 512,
+    batch: int = 8,
+    warmup: int = 3,
+    repeats: int = 10,
+    modes: Sequence[str] | None = None,
+    seconds_per_model: float | None = None,
+    out_dir: Path = Path("benchmarks"),
+    net_kwargs: dict[str, dict] | None = None,
+) -> dict[str, list[dict]]:
+    """The GPU benchmark (``benchmarks/gpu.sh``): for every model (default: all registered), a training step in
+    bf16-mixed and fp32 at ``train_size`` and a forward in bf16, fp32 and ``compile`` at ``forward_size``
+    (:data:`SUITE_RUNS`; ``modes`` keeps some), ``batch`` images, written to ``out_dir/<model>_gpu.json`` (off a
+    GPU ``<model>_<device>_suite.json``, so the curated CPU records stay). Each record has img/s, peak memory,
+    ``flops_per_image`` and ``tflops``. A run out of memory, or that fails, is recorded with its ``error`` and the
+    next one runs; runs past ``seconds_per_model`` are skipped. ``net_kwargs``: builder arguments per model (tiny
+    networks in the tests) over :func:`suite_architecture`'s. TF32 is allowed for fp32 on CUDA. Returns the
+    records per model."""
+    import gc
+    import traceback
+
+    check_device(device)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    unknown = set(modes or ()) - set(MODES)
+    if unknown:
+        raise InputError(f"modes {sorted(unknown)} are not bench modes {MODES}")
+    runs = [run for run in SUITE_RUNS if not modes or run[1] in modes]
+    sizes = {"train": train_size, "forward": forward_size}
+    results: dict[str, list[dict]] = {}
+    for name in models or zoo.list_models():
+        out = Path(out_dir) / (f"{name}_gpu.json" if cuda else f"{name}_{device.split(':')[0]}_suite.json")
+        out.unlink(missing_ok=True)
+        architecture = {**suite_architecture(name, device), **(net_kwargs or {}).get(name, {})}
+        start = time.perf_counter()
+        for task, mode, which in runs:
+            size = sizes[which]
+            if seconds_per_model is not None and time.perf_counter() - start > seconds_per_model:
+                print(f"{name}: time budget spent, skipping {task}/{mode}/{size}")
+                continue
+            argv = ["--model", name, "--task", task, "--mode", mode, "--size", str(size), "--batch", str(batch)]
+            argv += ["--warmup", str(warmup), "--repeats", str(repeats), "--device", device, "--json", str(out)]
+            try:
+                main(argv, architecture=architecture)
+            except Exception as error:  # noqa: BLE001 - recorded, and the next configuration runs
+                oom = isinstance(error, torch.cuda.OutOfMemoryError)
+                message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                text = f"out of memory: {message}" if oom else f"{type(error).__name__}: {message}"
+                if not oom:
+                    traceback.print_exc()
+                record = {"model": name, "task": task, "mode": mode, "size": size, "batch": batch, "device": device}
+                save_records([{**record, "error": text}], out)
+                print(f"{name} {task}/{mode}/{size}: {text}")
+            finally:
+                if mode == "compile":
+                    torch._dynamo.reset()
+                gc.collect()
+                if cuda:
+                    torch.cuda.empty_cache()
+        results[name] = json.loads(out.read_text())
+        print(f"{name}: {time.perf_counter() - start:.0f} s -> {out}")
+    return results
+
+
+def suite_from_env() -> int:
+    """``benchmarks/gpu.sh``: :func:`suite` with its settings from the environment: ``MODELS`` ("pip garnet"),
+    ``DEVICE`` (cuda), ``SIZE`` (both sizes) or ``TRAIN_SIZE`` (256) / ``FORWARD_SIZE`` (512), ``BATCH`` (8),
+    ``WARMUP`` (3), ``REPEATS`` (10), ``MODES`` ("bf16 eager": no compile), ``SECONDS_PER_MODEL`` (none),
+    ``OUT`` (benchmarks), ``NET_KWARGS`` (JSON {model: {argument: value}}). Exit status 1 when a run failed
+    other than out of memory."""
+    import os
+
+    env = os.environ.get
+    size = env("SIZE")
+    results = suite(
+        models=env("MODELS", "").split() or None,
+        device=env("DEVICE", "cuda"),
+        train_size=int(env("TRAIN_SIZE") or size or 256),
+        forward_size=int(env("FORWARD_SIZE") or size or 512),
+        batch=int(env("BATCH", 8)),
+        warmup=int(env("WARMUP", 3)),
+        repeats=int(env("REPEATS", 10)),
+        modes=env("MODES", "").split() or None,
+        seconds_per_model=float(env("SECONDS_PER_MODEL")) if env("SECONDS_PER_MODEL") else None,
+        out_dir=Path(env("OUT", "benchmarks")),
+        net_kwargs=json.loads(env("NET_KWARGS") or "{}"),
+    )
+    failed = [
+        f"{r['model']} {r['task']}/{r['mode']}: {r['error']}"
+        for records in results.values()
+        for r in records
+        if "error" in r and not r["error"].startswith("out of memory")
+    ]
+    for line in failed:
+        print(f"FAILED {line}")
+    return 1 if failed else 0
 
 
 def _save_state(model: torch.nn.Module) -> Path:

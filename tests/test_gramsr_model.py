@@ -229,7 +229,7 @@ def test_each_latent_tile_is_conditioned_on_its_own_region(model, monkeypatch):
 
 
 def test_a_large_input_runs_tiled(stack, monkeypatch):
-    model = build(stack, tile_size=64, tile_overlap=16, vae_tile_size=64)
+    model = build(stack, tile_size=64, tile_overlap=16, vae_tile_size=64, tiling="always")
     sizes = {"unet": set(), "dino": set()}
     unet_forward, dino_forward = model.unet.forward, model.dino.forward
     monkeypatch.setattr(
@@ -256,6 +256,86 @@ def test_a_large_input_runs_tiled(stack, monkeypatch):
         output = model(lr)
     assert output.shape == (1, 3, 160, 208) and torch.isfinite(output).all() and 0 <= output.min() and output.max() <= 1
     assert sizes["unet"] == {(32, 32)} and sizes["dino"] == {(64, 64)} and tiled_encode and tiled_decode
+
+
+def test_tiles_by_need(stack, monkeypatch):
+    """tiling="auto" (the default): the whole image when it fits the free memory, tiles when it does not; "always"
+    and "never" force either."""
+    lr = torch.rand(1, 3, 40, 52)  # 160x208 output: larger than the 64 px tiles
+    options = dict(tile_size=64, tile_overlap=16, vae_tile_size=64)
+    outputs = {}
+    with torch.no_grad():
+        for tiling in ("always", "never"):
+            outputs[tiling] = build(stack, tiling=tiling, **options)(lr)
+        auto = build(stack, **options)
+        assert auto.tiling == "auto"
+        for free, expected in ((2**40, "never"), (2**20, "always"), (None, "never")):  # None: unknown, small image
+            monkeypatch.setattr(auto, "free_memory", lambda device, _free=free: _free)
+            assert torch.equal(auto(lr), outputs[expected]), (free, expected)
+    assert (outputs["always"] - outputs["never"]).abs().max() > 1e-4  # tiles are another computation
+    x = torch.zeros(2, 3, 1024, 1024)
+    monkeypatch.setattr(auto, "free_memory", lambda device: None)
+    assert auto.fits_whole(x) and not auto.fits_whole(torch.zeros(1, 3, 4096, 4096))
+    monkeypatch.setattr(auto, "free_memory", lambda device: 6 * 2**30)  # 2 x 1024² fp32: 2 x 4 x 1.8 GiB needed
+    assert not auto.fits_whole(x) and auto.fits_whole(x[:1, :, :512])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert auto.fits_whole(x[:1])  # bf16: 1.5 x 0.85 GiB per 512²
+
+
+def test_merged_loras_give_the_unmerged_outputs(stack, lr):
+    """merge_loras (the default): one-pass inference on LoRA-merged UNet weights, the same outputs within float
+    rounding; several passes, training and other adapters unmerge, exactly back to the base weights."""
+    merged, plain = build(stack), build(stack, merge_loras=False)
+    base = {n: p.clone() for n, p in merged.unet.named_parameters() if ".lora_" not in n}
+    with torch.no_grad():
+        for guidance in (None, (1, 1, 0), (0.5, 0.5, 0.5)):
+            difference = (merged(lr, guidance=guidance) - plain(lr, guidance=guidance)).abs().max()
+            assert difference < 1e-4 and merged._merged is not None, (guidance, difference)
+            assert all(layer.merged for layer in merged._tuner_layers)
+        assert torch.equal(merged(lr, guidance=GUIDANCE), plain(lr, guidance=GUIDANCE))  # 3 passes: unmerged
+        assert merged._merged is None and not any(layer.merged for layer in merged._tuner_layers)
+        merged(lr)
+        with merged.adapters("pix"):
+            assert (merged(lr) - plain(lr, guidance=(1, 0, 0))).abs().max() < 1e-4 and merged._merged == ("pix",)
+        assert merged._merged is None  # the context restored the adapters, unmerged
+        merged(lr)
+    merged.train()
+    assert merged._merged is None and all(
+        torch.equal(p, base[n]) for n, p in merged.unet.named_parameters() if ".lora_" not in n
+    )
+    merged.eval()
+    with torch.no_grad():
+        merged(lr)
+    merged.load_state_dict(plain.state_dict())  # new LoRA weights: unmerged first
+    assert merged._merged is None
+    with torch.enable_grad():  # gradients: the LoRA layers themselves
+        merged(lr).mean().backward()
+    assert merged._merged is None and any(p.grad is not None for _, p in merged._lora_parameters)
+
+
+def test_every_attention_is_scaled_dot_product_attention(model):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for part in (model.unet, model.vae):
+        processors = part.attn_processors
+        assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors.values()), set(
+            type(p).__name__ for p in processors.values()
+        )
+    assert model.dino.config._attn_implementation == "sdpa"
+
+
+def test_bf16_base_weights(stack, lr):
+    """base_dtype="bf16": the frozen UNet, VAE and DINOv3 in bf16 weights, the LoRAs and the adapter in fp32."""
+    half, full = build(stack, base_dtype="bf16"), build(stack)
+    assert half.vae.dtype == half.dino.dtype == half.unet.conv_in.base_layer.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for _, p in half._lora_parameters) and half.dtype == torch.float32
+    assert half.state_dict().keys() == full.state_dict().keys()
+    with torch.no_grad():
+        output, reference = half(lr), full(lr)
+    assert output.dtype == torch.float32 and (output - reference).abs().mean() < 0.02
+    out = half.train().forward_train(lr[:1])
+    out.output.mean().backward()
+    assert any(p.grad is not None for _, p in half._lora_parameters)
 
 
 # --------------------------------------------------------------------------------- our export

@@ -23,7 +23,7 @@ from datamodules.restoration import (
 from tests.conftest import read_metrics, run_tool
 from tests.restoration_fixtures import SIZE, make_airnet_test, make_promptir, make_raw
 from zoo.metrics import psnr, ycbcr_y
-from zoo.pip.model import TopMCrossBlock, degradation_weights, transposed_attention
+from zoo.pip.model import PIPOutput, TopMCrossBlock, degradation_weights, transposed_attention
 from zoo.pip.module import LossSpikeScaler, PIPModule
 
 TINY = dict(
@@ -100,6 +100,45 @@ def test_every_trainable_parameter_gets_a_gradient(name):
     outputs = model.forward_train(torch.rand(2, 3, 32, 32), labels)
     (outputs.restored.mean() + torch.nn.functional.cross_entropy(outputs.sensor_logits, labels)).backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def _saved_activation_bytes(model: torch.nn.Module, image: torch.Tensor) -> tuple[int, PIPOutput]:
+    """Bytes of the distinct tensors autograd saves for the backward pass of one training forward (not the
+    parameters), with the output."""
+    storages = {}
+
+    def pack(tensor):
+        if tensor.grad_fn is not None or not tensor.requires_grad:
+            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model.forward_train(image, torch.tensor([1, 3]))
+    return sum(storages.values()), output
+
+
+@pytest.mark.parametrize("name", ["pip", "pip_nafnet"])
+def test_checkpointing_gives_the_same_outputs_and_gradients_for_a_fraction_of_the_memory(name):
+    """model.net.checkpointing (on in the full profile): blocks and PIP modulations recomputed in the backward."""
+    kwargs = dict(sensor=True, **(TINY if name == "pip" else TINY_NAF))
+    torch.manual_seed(0)
+    plain = zoo.create_model(name, **kwargs).train()
+    checkpointed = zoo.create_model(name, checkpointing=True, **kwargs).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    image = torch.rand(2, 3, 64, 64)
+    results = {}
+    for label, model in (("plain", plain), ("checkpointed", checkpointed)):
+        saved, outputs = _saved_activation_bytes(model, image)
+        (outputs.restored.square().mean() + outputs.sensor_logits.mean()).backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results[label] = saved, outputs.restored.detach(), grads
+    (saved, restored, grads), (saved_ck, restored_ck, grads_ck) = results["plain"], results["checkpointed"]
+    assert (restored_ck - restored).abs().max() <= 1e-5
+    assert grads.keys() == grads_ck.keys() and len(grads) == sum(p.requires_grad for p in plain.parameters())
+    assert max(float((grads[n] - grads_ck[n]).abs().max()) for n in grads) <= 1e-5
+    assert saved_ck < saved / 4, (saved_ck, saved)  # pip at (2,3,128,128): 5,959 MB -> 217 MB
+    with torch.no_grad():  # inference: nothing to checkpoint, the same numbers
+        assert torch.equal(checkpointed.eval()(image, 2), plain.eval()(image, 2))
 
 
 @pytest.mark.parametrize("wrapped", [True, False])

@@ -20,10 +20,20 @@ One-step ×4 super-resolution on a frozen Stable Diffusion 2.1-base (PiSA-SR's r
 Independent guidance ``(l1, l2, l3)``: ``ε = l1·ε_pix + l2·(ε_pix+sem − ε_pix) + l3·(ε_all − ε_pix+sem)``;
 only the passes with a non-zero coefficient run (``(1, 1, 1)`` is the single pass with every adapter).
 
-Large images run tiled: the VAE through diffusers' tiled encode/decode (``vae_tile_size``), the UNet
-over overlapping latent tiles blended with linear ramps (:func:`zoo.nn.tiling.tiled_forward`),
-each tile conditioned on the DINO tokens of its own HR region (``tile_size`` = the 512² training
-crops by default, so every tile sees the 1,029 tokens it was trained with).
+Large images run tiled when they must (``tiling="auto"``: the whole image when its estimated need fits the
+device's free memory, else tiles; ``"always"`` tiles every image larger than a tile, ``"never"`` none): the
+VAE through diffusers' tiled encode/decode (``vae_tile_size``), the UNet over overlapping latent tiles blended
+with linear ramps (:func:`zoo.nn.tiling.tiled_forward`), each tile conditioned on the DINO tokens of its own
+HR region (``tile_size`` = the 512² training crops by default, so every tile sees the 1,029 tokens it was
+trained with).
+
+Inference speed: a forward without gradients in eval mode that needs one UNet pass runs with its LoRA sets
+merged into the UNet's weights (``merge_loras``; peft's ``merge``), undone exactly (the unmerged weights kept
+in host memory) for training, for guidance needing several passes, for another adapter choice and before
+loading weights. ``base_dtype="bf16"`` holds the frozen base (UNet base weights, VAE, DINOv3) in bf16 instead of
+autocasting fp32 weights (GPUs). Every attention is ``F.scaled_dot_product_attention`` (diffusers'
+``AttnProcessor2_0`` in the UNet and the VAE, transformers' ``sdpa`` in DINOv3), which
+``tests/test_gramsr_model.py`` checks.
 
 The frozen base (UNet, VAE, DINOv3) is loaded from ``base_model`` / ``dino_model`` (a local folder
 in diffusers/transformers layout, a hub id, or a dict of configs for a randomly initialised stack);
@@ -92,6 +102,14 @@ SET_ORDER = ("pix", "sem", "tex")
 PEFT_DEFAULT_ALPHA = 8  # the release leaves lora_alpha at peft's default for the pixel/semantic sets
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 COLOR_FIXES = ("adain", "wavelet", None)
+TILINGS = ("auto", "always", "never")
+BASE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# tiling="auto": bytes a whole-image forward needs above the weights, per output pixel and image, from the H200
+# measurements (SD-2.1-base + DINOv3 ViT-B/16, one pass: 0.85 GiB at 512² in bf16, 1.20 GiB in fp32, growing with
+# the pixels: 13.6 GiB at 2048² in bf16), with a 1.5x margin; where the free memory is unknown, images up to
+# WHOLE_IMAGE_PIXELS run whole.
+WHOLE_IMAGE_BYTES_PER_PIXEL = {torch.bfloat16: 1.5 * 0.85 * 2**30 / 512**2, torch.float32: 1.5 * 1.20 * 2**30 / 512**2}
+WHOLE_IMAGE_PIXELS = 2048 * 2048
 
 # The released configuration's architectures, for building it without weights (the declared
 # parameter count, ``torch.device("meta")``): SD-2.1-base's UNet and VAE, DINOv3 ViT-B/16.
@@ -262,7 +280,10 @@ class GramSR(nn.Module):
     ``timestep``: the UNet's t (1). ``guidance``: default ``(l1, l2, l3)`` (None: one pass with the
     active adapters, all of them unless changed). ``color_fix``: ``"adain"`` | ``"wavelet"`` | None.
     ``tile_size`` / ``tile_overlap``: UNet tiles in output pixels (None: never tile); ``vae_tile_size``:
-    diffusers' VAE tiles in output pixels (None: never tile).
+    diffusers' VAE tiles in output pixels (None: never tile). ``tiling``: ``"auto"`` (the whole image when it fits
+    the device's free memory, :meth:`fits_whole`, else tiles), ``"always"`` (tiles whenever the image is larger
+    than a tile) or ``"never"``. ``merge_loras``: inference with one UNet pass runs on LoRA-merged weights (the
+    same outputs within float rounding). ``base_dtype``: ``"fp32"`` or ``"bf16"`` weights of the frozen base.
     """
 
     def __init__(
@@ -279,10 +300,18 @@ class GramSR(nn.Module):
         tile_size: int | None = 512,
         tile_overlap: int = 128,
         vae_tile_size: int | None = 1024,
+        tiling: str = "auto",
+        merge_loras: bool = True,
+        base_dtype: str = "fp32",
     ):
         super().__init__()
         if color_fix not in COLOR_FIXES:
             raise ValueError(f"color_fix must be one of {COLOR_FIXES}, got {color_fix!r}")
+        if tiling not in TILINGS or base_dtype not in BASE_DTYPES:
+            raise ValueError(
+                f"tiling must be one of {TILINGS} and base_dtype one of {tuple(BASE_DTYPES)}; got {tiling!r}, "
+                f"{base_dtype!r}"
+            )
         self.kwargs = {  # what an export records (plain containers)
             "base_model": base_model if isinstance(base_model, dict) or base_model is None else str(base_model),
             "dino_model": dino_model if isinstance(dino_model, dict) or dino_model is None else str(dino_model),
@@ -296,6 +325,9 @@ class GramSR(nn.Module):
             "tile_size": tile_size,
             "tile_overlap": tile_overlap,
             "vae_tile_size": vae_tile_size,
+            "tiling": tiling,
+            "merge_loras": merge_loras,
+            "base_dtype": base_dtype,
         }
         self.scale, self.color_fix, self.timestep = scale, color_fix, int(timestep)
         self.guidance = self._check_guidance(guidance)
@@ -309,6 +341,14 @@ class GramSR(nn.Module):
         width, hidden = unet.config.cross_attention_dim, dino.config.hidden_size
         self.adapter = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, width))
         self._add_loras(rank_pix, rank_sem, rank_tex)
+        self.merge_loras, self._merged = merge_loras, None  # the LoRA sets merged into the UNet's weights now
+        self._unmerged_weights: list[tuple[torch.Tensor, torch.Tensor]] = []  # (weight, its unmerged copy)
+        if base_dtype != "fp32":  # the frozen base only: the LoRAs and the adapter keep fp32 weights
+            for name, parameter in self.unet.named_parameters():
+                if ".lora_" not in name:
+                    parameter.data = parameter.data.to(BASE_DTYPES[base_dtype])
+            vae.to(BASE_DTYPES[base_dtype])
+            dino.to(BASE_DTYPES[base_dtype])
         self.register_buffer("dino_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("dino_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -316,7 +356,7 @@ class GramSR(nn.Module):
         self.hr_multiple = math.lcm(
             self.vae_factor * 2 ** (len(unet.config.down_block_types) - 1), dino.config.patch_size
         )
-        self.tile_size, self.tile_overlap = tile_size, tile_overlap
+        self.tile_size, self.tile_overlap, self.tiling = tile_size, tile_overlap, tiling
         if tile_size is not None and (
             tile_size % self.hr_multiple or not 0 <= tile_overlap < tile_size or tile_overlap % self.vae_factor
         ):
@@ -329,6 +369,7 @@ class GramSR(nn.Module):
                 raise ValueError(f"vae_tile_size must be a multiple of {4 * self.vae_factor}, got {vae_tile_size}")
             vae.enable_tiling()  # diffusers' tiled encode/decode (overlap 1/4, blended) above this size
             vae.tile_sample_min_size, vae.tile_latent_min_size = vae_tile_size, vae_tile_size // self.vae_factor
+        self.vae_tiling = vae_tile_size is not None
 
         self.active_sets: tuple[str, ...] = SET_ORDER  # the adapters a plain forward uses
         self.trainable_sets: tuple[str, ...] = SET_ORDER  # LoRA sets with gradients (the stages narrow them)
@@ -336,10 +377,14 @@ class GramSR(nn.Module):
         self._activate(self.active_sets)
         self.register_state_dict_post_hook(_drop_frozen_base)
         self.register_load_state_dict_pre_hook(_remember_prefix)
+        self.register_load_state_dict_pre_hook(lambda module, *args: module.unmerge())  # new LoRA weights
         self.register_load_state_dict_post_hook(_ignore_missing_frozen_base)
 
     def train(self, mode: bool = True) -> GramSR:
-        """Training mode for the UNet and the adapter; the frozen VAE and DINOv3 stay in eval mode."""
+        """Training mode for the UNet and the adapter (their LoRAs unmerged); the frozen VAE and DINOv3 stay in eval
+        mode."""
+        if mode:
+            self.unmerge()
         super().train(mode)
         self.vae.eval()
         self.dino.eval()
@@ -380,9 +425,41 @@ class GramSR(nn.Module):
         """Switch every LoRA layer to ``sets`` (peft's ``set_adapter``) and re-apply the gradient policy
         (peft would make every active adapter trainable)."""
         names = self.adapter_names(sets)
+        self.unmerge()
         for layer in self._tuner_layers:
             layer.set_adapter(names)
+        self._live_sets = tuple(kind for kind in SET_ORDER if kind in sets)  # also inside ``adapters()``
         self._apply_requires_grad()
+
+    def merge(self, sets: Sequence[str]) -> None:
+        """Merge the LoRA sets ``sets`` into the UNet's weights (peft's ``merge``): a pass with exactly these sets
+        then costs the base UNet's time. A no-op when they are merged already; other merged sets are unmerged."""
+        sets = tuple(kind for kind in SET_ORDER if kind in sets)
+        if self._merged == sets:
+            return
+        self.unmerge()
+        names = self.adapter_names(sets)
+        with torch.no_grad():
+            for layer in self._tuner_layers:
+                present = [name for name in names if name in layer.lora_A]
+                if present:
+                    weight = layer.get_base_layer().weight
+                    self._unmerged_weights.append((weight, weight.detach().to("cpu", copy=True)))
+                    layer.merge(adapter_names=present)
+        self._merged = sets
+
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`: the base weights exactly as they were (kept in host memory while merged, as
+        subtracting the deltas back would leave rounding differences)."""
+        if self._merged is None:
+            return
+        with torch.no_grad():
+            for layer in self._tuner_layers:
+                if layer.merged:
+                    layer.unmerge()
+            for weight, original in self._unmerged_weights:
+                weight.copy_(original)
+        self._merged, self._unmerged_weights = None, []
 
     def _apply_requires_grad(self) -> None:
         trainable = set(self.adapter_names(self.trainable_sets))
@@ -423,6 +500,7 @@ class GramSR(nn.Module):
     @contextlib.contextmanager
     def frozen_unet(self) -> Iterator[nn.Module]:
         """The UNet with every LoRA disabled: the frozen SD-2.1 (the CSD teacher). Yields the UNet."""
+        self.unmerge()
         for layer in self._tuner_layers:
             layer.enable_adapters(False)
         try:
@@ -513,7 +591,7 @@ class GramSR(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE.decode(z / scaling_factor).clamp(-1, 1) (tiled above ``vae_tile_size``)."""
-        return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return self.vae.decode((latents / self.vae.config.scaling_factor).to(self.vae.dtype)).sample.clamp(-1, 1)
 
     def dino_features(self, image: torch.Tensor) -> torch.Tensor:
         """DINOv3 ``last_hidden_state`` (B, 1 + registers + patches, hidden) of ``image`` in [0,1]
@@ -538,15 +616,23 @@ class GramSR(nn.Module):
         with a non-zero coefficient run."""
         if guidance is None:
             return self.predict_noise(latents, tokens)
-        l1, l2, l3 = guidance
         noise = None
-        for sets, weight in ((("pix",), l1 - l2), (("pix", "sem"), l2 - l3), (SET_ORDER, l3)):
-            if weight == 0:
-                continue
-            with self.adapters(*sets):
+        for sets, weight in self.passes(guidance):
+            if self._merged == sets:  # merged for this very pass (forward, one pass)
                 term = weight * self.predict_noise(latents, tokens)
+            else:
+                with self.adapters(*sets):
+                    term = weight * self.predict_noise(latents, tokens)
             noise = term if noise is None else noise + term
         return torch.zeros_like(latents) if noise is None else noise
+
+    def passes(self, guidance: Sequence[float] | None) -> list[tuple[tuple[str, ...], float]]:
+        """The UNet passes of ``guidance``: (LoRA sets, weight) with a non-zero weight (None: the active sets)."""
+        if guidance is None:
+            return [(self._live_sets, 1.0)]
+        l1, l2, l3 = guidance
+        weighted = ((("pix",), l1 - l2), (("pix", "sem"), l2 - l3), (SET_ORDER, l3))
+        return [(sets, weight) for sets, weight in weighted if weight != 0]
 
     def color_correct(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """The colour fix of ``output`` against ``reference`` (both (B,3,H,W) in [0,1]), clamped."""
@@ -566,11 +652,49 @@ class GramSR(nn.Module):
         return values
 
     # ------------------------------------------------------------------------------ forward
+    def free_memory(self, device: torch.device) -> int | None:
+        """Bytes free for a forward on ``device``: CUDA's free memory plus what torch's allocator holds unused; the
+        CPU's available memory (``MemAvailable``); None where unknown."""
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        if device.type == "cpu":
+            try:
+                with open("/proc/meminfo") as handle:
+                    return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+            except (OSError, StopIteration):
+                return None
+        return None
+
+    def fits_whole(self, x: torch.Tensor) -> bool:
+        """Whether a forward of ``x`` (the padded HR input, (B,3,H,W)) fits without tiles: its estimated need
+        (:data:`WHOLE_IMAGE_BYTES_PER_PIXEL`, bf16 under autocast or with bf16 base weights) below the free memory,
+        or, where that is unknown, at most :data:`WHOLE_IMAGE_PIXELS` pixels per image."""
+        pixels = x.shape[-2] * x.shape[-1]
+        free = self.free_memory(x.device)
+        if free is None:
+            return pixels <= WHOLE_IMAGE_PIXELS
+        bf16 = self.unet.dtype == torch.bfloat16 or (
+            torch.is_autocast_enabled(x.device.type) and torch.get_autocast_dtype(x.device.type) == torch.bfloat16
+        )
+        need = x.shape[0] * pixels * WHOLE_IMAGE_BYTES_PER_PIXEL[torch.bfloat16 if bf16 else torch.float32]
+        return need <= free
+
+    @contextlib.contextmanager
+    def _vae_tiling(self, enabled: bool) -> Iterator[None]:
+        previous = self.vae.use_tiling
+        self.vae.use_tiling = enabled and self.vae_tiling
+        try:
+            yield
+        finally:
+            self.vae.use_tiling = previous
+
     def _noise(
-        self, latents: torch.Tensor, x: torch.Tensor, guidance: tuple[float, float, float] | None
+        self, latents: torch.Tensor, x: torch.Tensor, guidance: tuple[float, float, float] | None, tiles: bool = True
     ) -> torch.Tensor:
-        """ε over the whole latent, or over blended latent tiles (each with its own region's DINO tokens)."""
-        tile = None if self.tile_size is None else self.tile_size // self.vae_factor
+        """ε over the whole latent, or (``tiles``) over blended latent tiles (each with its own region's DINO
+        tokens) when the latent is larger than a tile."""
+        tile = None if self.tile_size is None or not tiles else self.tile_size // self.vae_factor
         if tile is None or max(latents.shape[-2:]) <= tile:
             return self.guided_noise(latents, self.condition(x), guidance)
         factor = self.vae_factor
@@ -590,14 +714,26 @@ class GramSR(nn.Module):
         guidance = self.guidance if guidance is None else self._check_guidance(guidance)
         upsampled = self.upsample(lr)
         x = pad_to_multiple(upsampled * 2 - 1, self.hr_multiple).to(self.dtype)
-        latents = self.encode(x)
-        output = self.decode(latents - self._noise(latents, x, guidance))
+        passes = self.passes(guidance)
+        if (
+            self.merge_loras
+            and len(passes) == 1
+            and not self.training
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()  # merging edits weights: eagerly, before a compiled call
+        ):
+            self.merge(passes[0][0])
+        tiles = self.tiling == "always" or (self.tiling == "auto" and not self.fits_whole(x))
+        with self._vae_tiling(tiles):
+            latents = self.encode(x)
+            output = self.decode(latents - self._noise(latents, x, guidance, tiles))
         output = crop_to(output.float() * 0.5 + 0.5, upsampled.shape[-2:])
         return self.color_correct(output, upsampled)
 
     def forward_train(self, lr: torch.Tensor, hr: torch.Tensor | None = None) -> GramSROutput:
         """One step with the active adapters and gradients (no tiling, no colour fix): ``lr`` (B,3,h,w) in
         [0,1] -> :class:`GramSROutput` at scale·h × scale·w (``hr``, when given, must have that size)."""
+        self.unmerge()  # gradients reach the LoRAs only through their own layers
         upsampled = self.upsample(lr)
         if hr is not None and hr.shape[-2:] != upsampled.shape[-2:]:
             raise InputError(f"hr must be {self.scale}x the LR size {tuple(lr.shape[-2:])}, got {tuple(hr.shape[-2:])}")

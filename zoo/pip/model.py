@@ -24,6 +24,12 @@ frozen, for checkpoint compatibility): **27,429,510 parameters** with the defaul
 parameter (the official class only works with ``dim=48``). :class:`PIPNAFNet` puts the same modules on
 NAFNet's four skips. ``sensor=True`` adds a small degradation classifier for blind restoration (the
 "degradation sensor" the official code left unimplemented).
+
+``checkpointing=True`` trades compute for memory in training: every backbone block (Restormer's
+transformer blocks, NAFNet's blocks) and every PIP modulation of a skip (prompt-in-prompt and the
+prompt-to-feature interaction) is recomputed in the backward pass (``torch.utils.checkpoint``,
+``use_reentrant=False``) instead of storing its activations; the same numbers, about a fifth of the
+saved activations (zoo/pip/README.md). Without gradients (inference) it changes nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import InputError
 from zoo.nn.padding import crop_to, pad_to_multiple
@@ -394,6 +401,7 @@ class PIPBase(nn.Module):
         bias: bool,
         norm_bias: bool,
         sensor: bool,
+        checkpointing: bool = False,
     ) -> None:
         if not len(feat_dims) == len(prompt_dims) == len(prompt_sizes):
             raise ValueError(
@@ -411,9 +419,26 @@ class PIPBase(nn.Module):
                 PromptToFeature(feat_dim, prompt_dim, interaction_heads, expansion, bias, norm_bias),
             )
         self.sensor = DegradationSensor(classes) if sensor else None
+        self.checkpointing = checkpointing
+
+    def _checkpointing_now(self) -> bool:
+        return self.checkpointing and torch.is_grad_enabled()
+
+    def run_blocks(self, layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """``layers(x)``; with ``checkpointing`` (and gradients) each block recomputed in the backward pass."""
+        if not self._checkpointing_now():
+            return layers(x)
+        for layer in layers:
+            x = checkpoint(layer, x, use_reentrant=False)
+        return x
 
     def modulate(self, level: int, feature: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """The skip feature of ``level`` (1 = full resolution) after PIP."""
+        """The skip feature of ``level`` (1 = full resolution) after PIP (checkpointed with ``checkpointing``)."""
+        if self._checkpointing_now():
+            return checkpoint(self._modulate, level, feature, weights, use_reentrant=False)
+        return self._modulate(level, feature, weights)
+
+    def _modulate(self, level: int, feature: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         prompt = getattr(self, f"prompt{level}")(feature, weights)
         return getattr(self, f"low_prompt_interaction_level{level}")(feature, prompt)
 
@@ -473,6 +498,7 @@ class PIPRestormer(PIPBase):
         interaction_heads: int | None = None,
         legacy_convs: bool = True,
         sensor: bool = False,
+        checkpointing: bool = False,
     ):
         super().__init__()
         d, e, nb = dim, ffn_expansion_factor, layer_norm == "WithBias"
@@ -487,6 +513,7 @@ class PIPRestormer(PIPBase):
             bias,
             nb,
             sensor,
+            checkpointing,
         )
         self.patch_embed = PatchEmbed(3, d, bias)
         self.chnl_reduce3 = nn.Conv2d(8 * d, 4 * d, 1, bias=bias)
@@ -516,16 +543,17 @@ class PIPRestormer(PIPBase):
         self.output = nn.Conv2d(2 * d, 3, 3, padding=1, bias=bias)
 
     def restore(self, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        enc1 = self.encoder_level1(self.patch_embed(image))
-        enc2 = self.encoder_level2(self.down1_2(enc1))
-        enc3 = self.encoder_level3(self.down2_3(enc2))
-        latent = self.chnl_reduce3(self.latent(self.down3_4(enc3)))
+        run = self.run_blocks
+        enc1 = run(self.encoder_level1, self.patch_embed(image))
+        enc2 = run(self.encoder_level2, self.down1_2(enc1))
+        enc3 = run(self.encoder_level3, self.down2_3(enc2))
+        latent = self.chnl_reduce3(run(self.latent, self.down3_4(enc3)))
         x = self.reduce_chan_level3(torch.cat([self.up4_3(latent), self.modulate(3, enc3, weights)], dim=1))
-        x = self.decoder_level3(x)
+        x = run(self.decoder_level3, x)
         x = self.reduce_chan_level2(torch.cat([self.up3_2(x), self.modulate(2, enc2, weights)], dim=1))
-        x = self.decoder_level2(x)
-        x = self.decoder_level1(torch.cat([self.up2_1(x), self.modulate(1, enc1, weights)], dim=1))
-        return self.output(self.refinement(x)) + image
+        x = run(self.decoder_level2, x)
+        x = run(self.decoder_level1, torch.cat([self.up2_1(x), self.modulate(1, enc1, weights)], dim=1))
+        return self.output(run(self.refinement, x)) + image
 
 
 # ---------------------------------------------------------------------------------------- NAFNet
@@ -583,6 +611,7 @@ class PIPNAFNet(PIPBase):
         interaction_heads: int = 4,
         ffn_expansion_factor: float = 2.66,
         sensor: bool = False,
+        checkpointing: bool = False,
     ):
         super().__init__()
         widths = [width * 2**i for i in range(len(enc_blk_nums))]
@@ -597,6 +626,7 @@ class PIPNAFNet(PIPBase):
             False,
             True,
             sensor,
+            checkpointing,
         )
         self.multiple = 2 ** len(enc_blk_nums)
         self.intro = nn.Conv2d(3, width, 3, padding=1)
@@ -617,12 +647,12 @@ class PIPNAFNet(PIPBase):
         x = self.intro(image)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
-            x = encoder(x)
+            x = self.run_blocks(encoder, x)
             skips.append(x)
             x = down(x)
-        x = self.middle_blks(x)
+        x = self.run_blocks(self.middle_blks, x)
         for level, (decoder, up, skip) in zip(range(self.levels, 0, -1), zip(self.decoders, self.ups, reversed(skips))):
-            x = decoder(up(x) + self.modulate(level, skip, weights))
+            x = self.run_blocks(decoder, up(x) + self.modulate(level, skip, weights))
         return self.ending(x) + image
 
 
