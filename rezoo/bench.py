@@ -518,23 +518,20 @@ SUITE_RUNS = (
 )
 
 
-def suite_architecture(name: str, device: str) -> dict[str, Any]:
-    """Builder arguments :func:`suite` gives ``name``: for a model whose frozen base comes by argument (GramSR), the
-    base by configs with random weights: the released sizes (SD-2.1-base, DINOv3 ViT-B/16) on a GPU, the tests' tiny
-    stack (``tests/gramsr_fixtures.py``, from a checkout) elsewhere."""
-    if not zoo.model_info(name).base:
-        return {}
-    if name != "gramsr":
-        raise InputError(f"{name}: no benchmark configuration of its frozen base; give it in NET_KWARGS")
-    if device.startswith("cuda"):
-        from zoo.gramsr.model import DINOV3_VITB16, SD21_BASE
-
-        return {"base_model": SD21_BASE, "dino_model": DINOV3_VITB16}
-    try:
-        from tests.gramsr_fixtures import DINO, TINY_BASE
-    except ImportError as error:
-        raise InputError("gramsr off a GPU benchmarks the tests' tiny base: run from a checkout") from error
-    return {"base_model": TINY_BASE, "dino_model": DINO}
+def suite_architecture(name: str, device: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Builder arguments :func:`suite` gives ``name``: ``given`` (``NET_KWARGS``), and for a model whose frozen base
+    comes by argument (GramSR) and is not given, on a GPU the released base's configurations with random weights
+    (``ModelInfo.base_configs``: SD-2.1-base, DINOv3 ViT-B/16); elsewhere the base must be given (the tests give the
+    tiny stack of ``tests/gramsr_fixtures.py``)."""
+    info = zoo.model_info(name)
+    if all(argument in given for argument in info.base):
+        return given
+    if not device.startswith("cuda") or not info.base_configs:
+        raise InputError(
+            f"{name} needs its frozen base ({', '.join(info.base)}): off a GPU give it in NET_KWARGS, e.g. "
+            f'NET_KWARGS=\'{{"{name}": {{"{info.base[0]}": "<folder>", ...}}}}\''
+        )
+    return {**info.base_configs, **given}
 
 
 def suite(
@@ -575,7 +572,7 @@ def suite(
     for name in models or zoo.list_models():
         out = Path(out_dir) / (f"{name}_gpu.json" if cuda else f"{name}_{device.split(':')[0]}_suite.json")
         out.unlink(missing_ok=True)
-        architecture = {**suite_architecture(name, device), **(net_kwargs or {}).get(name, {})}
+        architecture = suite_architecture(name, device, (net_kwargs or {}).get(name, {}))
         start = time.perf_counter()
         for task, mode, which in runs:
             size = sizes[which]

@@ -17,6 +17,7 @@ import zoo
 from rezoo.bench import SUITE_RUNS
 from rezoo.bench import main as bench
 from tests.conftest import ROOT, TINY_NETS, run_tool
+from tests.gramsr_fixtures import DINO, TINY_BASE
 from zoo.errors import InputError
 
 
@@ -117,7 +118,8 @@ def test_gpu_benchmark_runs_every_mode_on_the_cpu(tmp_path):
     runs = [(task, mode) for task, mode, _ in SUITE_RUNS]
     records = _suite(tmp_path, "deeperaser", NET_KWARGS=json.dumps({"deeperaser": {"iters": 2}}))
     _check_suite_records(records["deeperaser"], runs)
-    records = _suite(tmp_path, "gramsr", MODES="bf16 eager")
+    tiny_base = json.dumps({"gramsr": {"base_model": TINY_BASE, "dino_model": DINO}})
+    records = _suite(tmp_path, "gramsr", MODES="bf16 eager", NET_KWARGS=tiny_base)
     _check_suite_records(records["gramsr"], [run for run in runs if run[1] != "compile"])
     train, forward = (r["flops_per_image"] for r in records["gramsr"][1:3])
     assert train > forward  # forward + backward

@@ -44,6 +44,8 @@ class ModelInfo:
     (dynamic height and width), taking ``inputs`` less those in ``optional``; otherwise ``onnx_note`` says why
     not. ``base``: the builder's arguments naming an external frozen base it loads (GramSR: ``base_model``,
     ``dino_model``); ``state_dict()`` then holds only the model's own weights and ``params`` counts those.
+    ``base_configs``: those arguments as the released base's configurations, which build it at its real size with
+    random weights (benchmarks, without a download).
     """
 
     name: str
@@ -69,6 +71,7 @@ class ModelInfo:
     onnx: bool = False
     onnx_note: str = ""
     base: tuple[str, ...] = ()
+    base_configs: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

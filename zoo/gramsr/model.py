@@ -827,6 +827,7 @@ def export_weights(model: GramSR, path: str | Path, tag: str = "custom", hash_ba
     pad_multiple=16,
     params=14_004_192,
     base=("base_model", "dino_model"),
+    base_configs={"base_model": SD21_BASE, "dino_model": DINOV3_VITB16},
     read_folder=read_release,
     onnx_note=(
         "a frozen SD-2.1 UNet + VAE with peft LoRAs and a DINOv3 ViT loaded from folders, tiled above 512 px; "
