@@ -9,6 +9,14 @@ model's :class:`~zoo.registry.ModelInfo`, the shared validation/test steps with 
 grids, and the optimizer/schedule from config. ``test_step`` returns the outputs (fp32, [0,1]) for callbacks
 (``zoo.training.callbacks.SaveTestOutputs``).
 
+Speed switches, off by default (to be measured per family on the GPU before becoming defaults, README "GPUs, mixed
+precision and many nodes"): ``channels_last`` (every 4-D parameter and buffer, the networks of the module, and every
+4-D floating tensor of the training/eval batches in ``torch.channels_last``: cuDNN's NHWC tensor-core convolutions)
+and ``compile`` (``torch.compile`` of the network's training forward ``net.forward_train``, or ``net.forward``,
+``True`` or the keywords of ``torch.compile``; the module is not wrapped, so checkpoint keys do not change). Both
+take effect in :meth:`RestorationModule.configure_model` (when a Trainer runs the module) and are recorded in the
+hyperparameters only when on.
+
 Evaluation sets: a datamodule declares the sets of its val/test samples (``eval_sets(stage)``, see
 ``datamodules/base.py``); at setup every process creates ``<stage>/<name>`` and ``<stage>/<set>/<name>``
 for every declared set and every name of :meth:`RestorationModule.metric_names`, in that order, so
@@ -91,6 +99,8 @@ class RestorationModule(L.LightningModule):
         ema_start: int = 0,
         sample_rows: int = 4,
         scorers: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,  # the config key model.compile (shadows the builtin here only)
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -117,6 +127,14 @@ class RestorationModule(L.LightningModule):
         self._eval_sets: dict[str, list[str]] = {}  # stage -> the datamodule's declared sets
         self._grids: set[str] = set()  # the sets with a sample grid in this evaluation epoch
         self.scorers: dict[str, Any] = dict(scorers or {})
+        self.channels_last = bool(channels_last)
+        compile = to_plain(compile)
+        self.compile_options: dict[str, Any] | None = (
+            (dict(compile) if isinstance(compile, dict) else {}) if compile else None
+        )
+        if self.channels_last or compile:  # recorded only when on: runs without them keep their hyperparameters
+            self.hparams.update(channels_last=self.channels_last, compile=compile)
+        self._speed_configured = False
 
     def save_arguments(self, exclude: tuple[str, ...] = (), **recorded: Any) -> None:
         """Record the calling family constructor's own arguments as hyperparameters, in its signature's order, with
@@ -125,6 +143,26 @@ class RestorationModule(L.LightningModule):
         settings with their defaults)."""
         own = own_arguments(inspect.currentframe().f_back, ("model_name", "net", *exclude))
         self.hparams.update({**own, **recorded})
+
+    def configure_model(self) -> None:
+        """The speed switches (module docstring), once: parameters and buffers in channels_last, the network's
+        training forward compiled (an attribute of ``net``: its state_dict keys stay those of the uncompiled one)."""
+        if self._speed_configured:
+            return
+        self._speed_configured = True
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_options is not None:
+            name = "forward_train" if hasattr(self.net, "forward_train") else "forward"
+            setattr(self.net, name, torch.compile(getattr(self.net, name), **self.compile_options))
+
+    def to_channels_last(self, batch: Any) -> Any:
+        """``batch`` with its 4-D floating tensors (image, mask, target, ...) in ``torch.channels_last``."""
+        if isinstance(batch, dict):
+            return {key: self.to_channels_last(value) for key, value in batch.items()}
+        if isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.is_floating_point():
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     # ------------------------------------------------------------------ inference
     @property
@@ -198,6 +236,8 @@ class RestorationModule(L.LightningModule):
     def _evaluate(self, batch: dict[str, Any], stage: str) -> torch.Tensor | None:
         if not batch:
             return None
+        if self.channels_last:
+            batch = self.to_channels_last(batch)
         output = self.predict_batch(batch)
         with torch.autocast(device_type=output.device.type, enabled=False):  # metrics in fp32
             output = output.float().clamp(0, 1)
@@ -277,6 +317,8 @@ class RestorationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if not batch:
             return None
+        if self.channels_last:
+            batch = self.to_channels_last(batch)
         losses = self.training_losses(batch)
         size = len(batch[self.info.inputs[0]])
         for name, value in losses.items():

@@ -1,6 +1,12 @@
 """Optimizer and step-based learning-rate schedule from plain config dicts.
 
-``optimizer``: ``{name: adamw|adam|sgd, lr, weight_decay, betas, ...}`` (extra keys go to torch).
+``optimizer``: ``{name: adamw|adam|sgd, lr, weight_decay, betas, ...}`` (extra keys go to torch). Among them the
+implementation: torch's default is ``foreach`` (one multi-tensor kernel per group of parameters) where it can;
+``fused: true`` (``model.optimizer.fused=true``) runs the whole update in one fused kernel per device and dtype
+(CUDA, and the CPU in recent torch), less launch overhead for networks of many small tensors (to be measured per
+family before becoming a default: README "GPUs, mixed precision and many nodes"); ``foreach: false`` the
+per-parameter loop. ``fused`` and ``foreach`` cannot both be true; what torch refuses is an
+:class:`~zoo.errors.InputError` naming the key.
 ``scheduler``: ``{name: cosine|onecycle|linear|constant, ...}``, a factor on the lr per optimizer step:
 
 * ``cosine``: linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio``;
@@ -21,6 +27,8 @@ from typing import Any
 
 import torch
 
+from zoo.errors import InputError
+
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
@@ -31,7 +39,16 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: dict[str, Any]
         raise ValueError(f"optimizer.name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     if "betas" in config:
         config["betas"] = tuple(config["betas"])
-    return OPTIMIZERS[name](params, **config)
+    try:
+        return OPTIMIZERS[name](params, **config)
+    except RuntimeError as error:  # e.g. fused=True on a device or dtype torch has no fused kernel for
+        chosen = {key: config[key] for key in ("fused", "foreach") if config.get(key)}
+        if not chosen:
+            raise
+        keys = ", ".join(f"optimizer.{key}={str(value).lower()}" for key, value in chosen.items())
+        raise InputError(
+            f"{keys}: torch {torch.__version__} refuses it here ({error}); leave it unset (torch's default)"
+        ) from error
 
 
 def _cosine_between(start: float, end: float, progress: float) -> float:
