@@ -370,6 +370,9 @@ def _hydra_error(error: BaseException, config_dir: str, config_name: str, settin
         target = _composed_target(config_dir, config_name, [s for s in settings if s.partition("=")[0] != key], parent)
         if target is not None:
             accepted = target_arguments(target)
+            if accepted is not None and name in accepted:  # an argument the config does not set: Hydra's + adds it
+                value = next((s.partition("=")[2] for s in settings if s.partition("=")[0] == key), "<value>")
+                return InputError(f"{key} is not in the config, but {target} takes it: write +{key}={value}")
             if accepted is not None:
                 return InputError(unknown_argument_message(str(key), target, accepted))
     first, *rest = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]

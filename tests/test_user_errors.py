@@ -173,6 +173,11 @@ def run_in_process(capfd, *argv: str) -> str:
             "+",
         ),
         ("data.sizee=32", ["takes no argument 'sizee' (did you mean data.size?)", "batch_size"], "+"),
+        (
+            "trainer.detect_anomaly=true",
+            ["trainer.detect_anomaly is not in the config, but", "write +trainer.detect_anomaly=true"],
+            "takes no argument",
+        ),
         ("trainer.accelerator=gpu", ["trainer.accelerator=gpu: this machine has no CUDA GPU", "cpu"], "Misconf"),
         ("trainer.precision=16-mixed", ["trainer.precision=16-mixed on the CPU", "bf16-mixed"], "Misconf"),
         ("trainer.max_steps=[", ["trainer.max_steps=[: no viable alternative"], "\n"),
