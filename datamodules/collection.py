@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from zoo.errors import InputError
 from zoo.imaging.images import IMAGE_EXTENSIONS, BadSampleError, decode_image, read_image, to_tensor
-from zoo.imaging.masks import dilate_mask
+from zoo.imaging.masks import dilate_mask, read_mask
 
 SHARD_IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")  # a WebDataset sample's image, the first one present
 SHARD_MASK_KEY = "mask.png"
@@ -141,18 +139,14 @@ class ReadOptions:
     scale: int = 1  # refine images are ``scale`` times the input
 
 
-def read_mask(mask: Path | io.BytesIO, image: torch.Tensor, image_name: str, options: ReadOptions) -> torch.Tensor:
-    """A mask (white = text) as a (1,H,W) {0,1} tensor of the image's size, grown by ``mask_dilation``."""
-    array = read_image(mask, "L", str(mask))
+def read_partner_mask(
+    file: Path | io.BytesIO, image: torch.Tensor, image_name: str, options: ReadOptions, name: str | None = None
+) -> torch.Tensor:
+    """An input's mask as a (1,H,W) {0,1} tensor of its image's size, grown by ``mask_dilation``."""
     height, width = image.shape[-2:]
-    if array.shape != (height, width):
-        if not options.resize_mask:
-            raise BadSampleError(
-                f"mask {mask} is {array.shape[1]}x{array.shape[0]}, image {image_name} is {width}x{height}: "
-                f"resize the mask to {width}x{height}, or pass --resize-mask to scale it (nearest neighbour)"
-            )
-        array = np.asarray(Image.fromarray(array).resize((width, height), Image.NEAREST))
-    return dilate_mask((to_tensor(array) > 0.5).float(), options.mask_dilation)
+    hint = ", or pass --resize-mask to scale it (nearest neighbour)"
+    mask = read_mask(file, height, width, image_name, name, options.resize_mask, hint)
+    return dilate_mask(mask, options.mask_dilation)
 
 
 def read_item(item: Item, options: ReadOptions) -> dict[str, Any]:
@@ -162,7 +156,7 @@ def read_item(item: Item, options: ReadOptions) -> dict[str, Any]:
     image = to_tensor(read_image(item.path, "RGB"))
     sample: dict[str, Any] = {"key": item.key, "source": str(item.path), "image": image}
     if "mask" in item.partners:
-        sample["mask"] = read_mask(item.partners["mask"], image, str(item.path), options)
+        sample["mask"] = read_partner_mask(item.partners["mask"], image, str(item.path), options)
     if "refine" in item.partners:
         coarse = to_tensor(read_image(item.partners["refine"], "RGB"))
         expected = (image.shape[-2] * options.scale, image.shape[-1] * options.scale)
@@ -190,7 +184,8 @@ def read_shard_sample(raw: dict[str, Any], shard: Shard, options: ReadOptions, w
     if want_mask:
         if SHARD_MASK_KEY not in raw:
             raise BadSampleError(f"{source} has no {SHARD_MASK_KEY} (the mask, white = text to erase)")
-        sample["mask"] = read_mask(io.BytesIO(raw[SHARD_MASK_KEY]), image, source, options)
+        mask = io.BytesIO(raw[SHARD_MASK_KEY])
+        sample["mask"] = read_partner_mask(mask, image, source, options, f"{source}.{SHARD_MASK_KEY}")
     return sample
 
 

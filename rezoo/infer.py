@@ -214,11 +214,13 @@ def recognize_all(model: torch.nn.Module, inputs: list[Path], out_file: Path, de
     return out_file
 
 
-def shard_output(out: Path, shards: list[Shard], as_files: bool) -> tuple[Callable, Callable | None]:
-    """For ``--resume`` on shards: whether a shard is done (its output tar is there), and with ``--write files``
-    whether one sample is (its file is there)."""
+def resume_checks(out: Path, shards: bool, as_files: bool) -> tuple[Callable | None, Callable | None]:
+    """What ``--resume`` skips: (whether an input is done, whether a shard's sample is done). A file whose output is
+    there; a shard whose output shard is there; with ``--write files`` each sample whose file is there."""
+    if not shards:
+        return (lambda item: (out / f"{item.key}.png").is_file()), None
     if as_files:
-        return (lambda shard: False), (lambda shard, key: (out / shard / f"{key}.png").is_file())
+        return None, (lambda shard, key: (out / shard / f"{key}.png").is_file())
     return (lambda shard: (out / f"{shard.name}.tar").is_file()), None
 
 
@@ -320,14 +322,8 @@ def predict(args: argparse.Namespace, info: zoo.ModelInfo, items: list[Item], sh
         scale=info.scale,
     )
     as_files = args.write == "files"
-    if shards is not None:
-        shard_done, sample_done = shard_output(args.out, shards, as_files)
-        is_done = shard_done if args.resume else None
-        skip_sample = sample_done if args.resume else None
-        units: list[Any] = shards
-    else:
-        units, skip_sample = items, None
-        is_done = (lambda item: (args.out / f"{item.key}.png").is_file()) if args.resume else None
+    is_done, skip_sample = resume_checks(args.out, shards is not None, as_files) if args.resume else (None, None)
+    units: list[Any] = shards if shards is not None else items
     batch_size = args.batch_size or (8 if args.device.startswith("cuda") else 1)
     want_mask = "mask" in info.conditions and finder is None and shards is not None
     cores = min(8, max(1, (os.cpu_count() or 2) // args.devices // 2))

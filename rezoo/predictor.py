@@ -15,7 +15,7 @@ import zoo
 from rezoo.flags import PRECISIONS
 from zoo.errors import InputError
 from zoo.factory import build_model
-from zoo.imaging.images import read_image, to_tensor
+from zoo.imaging import masks
 from zoo.imaging.masks import polygons_to_mask
 from zoo.metrics.text_removal import composite
 from zoo.nn.tiling import tiled_forward
@@ -35,13 +35,7 @@ def parse_condition(info: zoo.ModelInfo, condition: str, value: str | None) -> i
 
 def read_mask(path: Path, image: torch.Tensor, image_path: Path | str) -> torch.Tensor:
     """A mask file (white = text) as a (1,1,H,W) {0,1} tensor of the image's size."""
-    mask = (to_tensor(read_image(path, "L"))[None] > 0.5).float()
-    if mask.shape[-2:] != image.shape[-2:]:
-        raise InputError(
-            f"mask {path} is {mask.shape[-1]}x{mask.shape[-2]}, "
-            f"image {image_path} is {image.shape[-1]}x{image.shape[-2]}"
-        )
-    return mask
+    return masks.read_mask(path, *image.shape[-2:], str(image_path))[None]  # a BadSampleError is an InputError
 
 
 def load_detector(name: str, weights: str | None = None) -> torch.nn.Module:
